@@ -1,0 +1,153 @@
+"""The command line behind run_search.py. Thin: parse, resolve, call, print.
+
+    python run_search.py [search] --trials 50        the search (default command)
+    python run_search.py train --config FILE         train one config
+    python run_search.py export|evaluate|predict|dashboard
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search.config import SEED_CONFIG, TrainConfig
+from search.errors import UserError
+
+COMMANDS = ("search", "train", "export", "evaluate", "predict", "dashboard")
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and backbone (override the config)")
+    g.add_argument("--data-dir", help="local CIFAR-10: a folder with cifar-10-batches-py/ or "
+                   "train/<class>/ + test/<class>/ images (default: Keras' download)")
+    g.add_argument("--weights", help="ResNet50 weights: imagenet (Keras' download, cached in "
+                   "~/.keras/models), none, or a path to a notop .h5 file")
+    g.add_argument("--train-samples", type=int, help="images taken from the training pool, "
+                   "validation included (default 10000)")
+    g.add_argument("--val-samples", type=int, help="of those, held out for validation (default 2000)")
+    g.add_argument("--image-size", type=int, help="input size in pixels; images are resized to it "
+                   "(default 32)")
+    g.add_argument("--seed", type=int, help="seed for split, init, augmentation and shuffling")
+    p.add_argument("--results-dir", default="results", help="where outputs go (default: results)")
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    keys = ("weights", "train_samples", "val_samples", "image_size", "seed")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search import study_cli
+
+    parser = argparse.ArgumentParser(
+        prog="run_search.py",
+        description="Hyperparameter search for ResNet50 transfer learning on CIFAR-10. "
+        "Without a command, runs `search`.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    study_cli.add_search_parser(sub, add_data_flags)
+
+    p = sub.add_parser("train", help="train one config and write a run folder")
+    p.add_argument("--config", default=str(SEED_CONFIG),
+                   help="YAML/JSON config (default: configs/seed.yaml, the seed recipe)")
+    p.add_argument("--test", action="store_true",
+                   help="also evaluate on the test split (never used for any choice)")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
+                   help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    add_data_flags(p)
+
+    study_cli.add_other_parsers(sub)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a "
+                       "saved model on a source's test split")
+    p.add_argument("--model", required=True, help="a .keras file (model.keras or best_model.keras)")
+    p.add_argument("--data-dir", help="local CIFAR-10 folder (default: Keras' download)")
+
+    p = sub.add_parser("predict", help="class and probability for each image")
+    p.add_argument("--model", required=True, help="a .keras file (model.keras or best_model.keras)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (.png/.jpg)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from search.data import load_source, make_data
+    from search.evaluate import evaluate, format_metrics
+    from search.model import check_weights
+    from search.outputs import new_run_dir, save_model, write_history, write_json, write_start
+    from search.train import train
+
+    config = TrainConfig.load(args.config)
+    config = TrainConfig.from_dict({**config.to_dict(), **overrides(args)}, source=args.config)
+    check_weights(config.weights)  # before anything is written or trained
+    source = load_source(args.data_dir)
+    print(f"data: {source.layout} layout at {source.location}: {len(source.x_train)} training, "
+          f"{len(source.x_test)} test images of {source.x_train.shape[1:]}")
+    data = make_data(source, config.train_samples, config.val_samples, config.seed)
+    run_dir = new_run_dir(args.results_dir, Path(args.config).stem)
+    write_start(run_dir, config, None, (data.train_idx, data.val_idx))
+    print(f"run folder: {run_dir}")
+    print(f"training {len(data.x_train)} images, validating on {len(data.x_val)}; "
+          f"stages open {config.stage_depths()} layers")
+    result = train(config, data, verbose=args.verbose)
+    write_history(run_dir, result.history)
+    out = {**result.summary(), "data": data.source, "data_fingerprint": source.fingerprint()}
+    if args.test:
+        m = evaluate(result.model, data.x_test, data.y_test, data.class_names)
+        out["test"] = m
+        print(format_metrics(m))
+    save_model(result.model, run_dir / "model.keras", data.class_names)
+    write_json(run_dir / "metrics.json", out)
+    print(f"best val_accuracy {result.val_accuracy:.4f} in {result.seconds:.0f}s; "
+          f"outputs in {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from search.data import load_source
+    from search.evaluate import evaluate, format_metrics, load_model
+
+    model = load_model(args.model)
+    source = load_source(args.data_dir)
+    print(format_metrics(evaluate(model, source.x_test, source.y_test, source.class_names)))
+    return 0
+
+
+def class_names_for(model_path: str | Path, n: int) -> tuple[str, ...]:
+    import json
+
+    from search.data import CIFAR10_CLASSES
+
+    f = Path(model_path).with_name("classes.json")
+    if f.is_file():
+        return tuple(json.loads(f.read_text()))
+    return CIFAR10_CLASSES if n == 10 else tuple(str(i) for i in range(n))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from search.evaluate import load_model, predict
+
+    model = load_model(args.model)
+    names = class_names_for(args.model, model.output_shape[-1])
+    for path, name, prob in predict(model, args.images, names):
+        print(f"{path}\t{name}\t{prob:.4f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from search import study_cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["search", *argv]
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                **study_cli.HANDLERS}
+    try:
+        return handlers[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,84 @@
+"""Test-set metrics (accuracy, per-class accuracy, confusion matrix) and single-image prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from search.errors import DataError, UserError
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
+    n = len(class_names)
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    support = cm.sum(axis=1)
+    per_class = {name: float(cm[i, i] / support[i]) if support[i] else float("nan")
+                 for i, name in enumerate(class_names)}
+    return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "n": int(cm.sum()),
+            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(),
+            "class_names": list(class_names)}
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, class_names, batch_size: int = 256) -> dict:
+    expected = tuple(model.input_shape[1:])
+    if tuple(x.shape[1:]) != expected:
+        raise DataError(f"the test images are {x.shape[1:]} but the model takes {expected}; "
+                        "evaluate with the data source the model was trained on.")
+    probs = model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+    return metrics(np.asarray(y), probs.argmax(axis=1), class_names)
+
+
+def format_metrics(m: dict) -> str:
+    names = m["class_names"]
+    w = max(len(n) for n in names)
+    lines = [f"test accuracy {m['accuracy']:.4f} on {m['n']} images", "per-class accuracy:"]
+    lines += [f"  {n:<{w}}  {a:.4f}" for n, a in m["per_class_accuracy"].items()]
+    lines.append("confusion matrix (rows: true class, columns: predicted):")
+    lines.append(" " * (w + 2) + " ".join(f"{n[:5]:>5}" for n in names))
+    for n, row in zip(names, m["confusion_matrix"]):
+        lines.append(f"  {n:<{w}}" + " ".join(f"{v:>5}" for v in row))
+    return "\n".join(lines)
+
+
+def load_model(path: str | Path):
+    import keras
+
+    import search.model  # noqa: F401  registers ResNetPreprocess for deserialisation
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist; pass a .keras file written by "
+                        "`train` or by the search (best_model.keras).")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:
+        raise UserError(f"{path} could not be loaded as a Keras model ({type(e).__name__}); "
+                        "pass a .keras file written by this project.") from None
+
+
+def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file as H×W×3 uint8 at the model's input size (resized with PIL when it differs)."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image {path} does not exist; pass paths to .png/.jpg files.")
+    try:
+        with Image.open(path) as im:
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            if im.size != (shape[1], shape[0]):
+                im = im.resize((shape[1], shape[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except OSError as e:
+        raise DataError(f"{path} is not a readable image ({e}); pass .png/.jpg files.") from None
+
+
+def predict(model, paths, class_names) -> list[tuple[str, str, float]]:
+    shape = tuple(model.input_shape[1:])
+    x = np.stack([read_image(p, shape) for p in paths]).astype("float32")
+    probs = model.predict(x, verbose=0)
+    return [(str(p), class_names[int(i)], float(pr[i]))
+            for p, pr, i in zip(paths, probs, probs.argmax(axis=1))]

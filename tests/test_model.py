@@ -1,0 +1,77 @@
+import keras
+import numpy as np
+import pytest
+
+from search.config import TrainConfig
+from search.errors import WeightsError
+from search.model import BASE, build_model, check_weights, set_stage
+
+CFG = TrainConfig(weights="none", head_layers=2, head_width=48, dropout=0.25)
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.backend.clear_session()
+    return build_model(CFG, (32, 32, 3), 10)
+
+
+def test_head_follows_config(model):
+    dense = [model.get_layer(f"head_dense_{i}") for i in range(2)]
+    assert [d.units for d in dense] == [48, 48]
+    assert model.get_layer("head_dropout_1").rate == 0.25
+    assert isinstance(model.get_layer("head_bn_0"), keras.layers.BatchNormalization)
+    assert model.output_shape == (None, 10)
+    with pytest.raises(ValueError):
+        model.get_layer("head_dense_2")
+
+
+@pytest.mark.parametrize("depth", [0, 5, 10, 15, 20])
+def test_exactly_the_top_layers_are_trainable(model, depth):
+    opened = set_stage(model, depth)
+    base = model.get_layer(BASE)
+    trainable = [la.name for la in base.layers if la.trainable] if base.trainable else []
+    top = base.layers[-depth:] if depth else []
+    assert opened == [la.name for la in top] and len(opened) == depth
+    # BN layers stay frozen (inference mode); every other opened layer trains
+    assert trainable == [la.name for la in top if not isinstance(la, keras.layers.BatchNormalization)]
+    if depth == 5:
+        assert opened == ["conv5_block3_2_relu", "conv5_block3_3_conv", "conv5_block3_3_bn",
+                          "conv5_block3_add", "conv5_block3_out"]
+    head = sum(len(model.get_layer(n).trainable_weights)
+               for n in ("head_dense_0", "head_bn_0", "head_dense_1", "head_bn_1", "predictions"))
+    base_w = sum(len(la.trainable_weights) for la in base.layers[-depth:]) if depth else 0
+    assert len(model.trainable_weights) == head + base_w
+
+
+def test_base_batchnorm_runs_in_inference_mode(model):
+    set_stage(model, 10)  # opens conv5_block3_1_conv .. out, including three BN layers
+    bn = model.get_layer(BASE).get_layer("conv5_block3_2_bn")
+    assert not bn.trainable
+    conv = model.get_layer(BASE).get_layer("conv5_block3_2_conv")
+    kernel0 = conv.kernel.numpy().copy()
+    mean0, gamma0 = bn.moving_mean.numpy().copy(), bn.gamma.numpy().copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(16) % 10, 10)
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), mean0)  # statistics frozen
+    np.testing.assert_array_equal(bn.gamma.numpy(), gamma0)
+    assert not np.allclose(conv.kernel.numpy(), kernel0)  # while the opened conv trains
+
+
+def test_missing_weights_file_is_a_sentence(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        check_weights(str(tmp_path / "absent.h5"))
+
+
+def test_offline_imagenet_names_file_folder_and_flag(monkeypatch):
+    def offline(*a, **k):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    with pytest.raises(WeightsError) as e:
+        check_weights("imagenet")
+    msg = str(e.value)
+    for part in ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "~/.keras/models/",
+                 "--weights PATH", "--weights none"):
+        assert part in msg
