@@ -28,12 +28,13 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-samples", type=int, help="of those, held out for validation (default 2000)")
     g.add_argument("--image-size", type=int, help="input size in pixels; images are resized to it "
                    "(default 32)")
-    g.add_argument("--seed", type=int, help="seed for split, init, augmentation and shuffling")
+    g.add_argument("--seed", type=int, help="seed for init, augmentation, dropout and shuffling")
+    g.add_argument("--split-seed", type=int, help="seed for the train/val split")
     p.add_argument("--results-dir", default="results", help="where outputs go (default: results)")
 
 
 def overrides(args: argparse.Namespace) -> dict:
-    keys = ("weights", "train_samples", "val_samples", "image_size", "seed")
+    keys = ("weights", "train_samples", "val_samples", "image_size", "seed", "split_seed")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a "
                        "saved model on a source's test split")
-    p.add_argument("--model", required=True, help="a .keras file (model.keras or best_model.keras)")
+    p.add_argument("--model", help="a .keras file (default: the study's best_model.keras)")
     p.add_argument("--data-dir", help="local CIFAR-10 folder (default: Keras' download)")
+    study_cli.add_study_flags(p)
 
     p = sub.add_parser("predict", help="class and probability for each image")
     p.add_argument("--model", required=True, help="a .keras file (model.keras or best_model.keras)")
@@ -83,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     source = load_source(args.data_dir)
     print(f"data: {source.layout} layout at {source.location}: {len(source.x_train)} training, "
           f"{len(source.x_test)} test images of {source.x_train.shape[1:]}")
-    data = make_data(source, config.train_samples, config.val_samples, config.seed)
+    data = make_data(source, config.train_samples, config.val_samples, config.split_seed)
     run_dir = new_run_dir(args.results_dir, Path(args.config).stem)
     write_start(run_dir, config, None, (data.train_idx, data.val_idx))
     print(f"run folder: {run_dir}")
@@ -104,10 +106,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from search import study_cli
     from search.data import load_source
     from search.evaluate import evaluate, format_metrics, load_model
 
-    model = load_model(args.model)
+    path = args.model
+    if path is None:
+        from search.study import load_existing, open_storage
+
+        url = study_cli.storage_url(args)
+        load_existing(args.study_name, open_storage(url, create=False), url)
+        path = Path(args.results_dir) / args.study_name / "best_model.keras"
+    model = load_model(path)
     source = load_source(args.data_dir)
     print(format_metrics(evaluate(model, source.x_test, source.y_test, source.class_names)))
     return 0

@@ -24,7 +24,8 @@ SEED_CONFIG = REPO_ROOT / "configs" / "seed.yaml"
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data ---
-    seed: int = 0  # seeds the split, the weights init, augmentation and shuffling
+    seed: int = 0  # seeds weight init, augmentation, dropout and shuffling
+    split_seed: int = 0  # seeds the train/val split alone, so retrains over seeds share one split
     train_samples: int = 10_000  # taken from the source's training pool, stratified
     val_samples: int = 2_000  # held out of train_samples, stratified; used for early stopping
     image_size: int = 32  # pixels; images are resized up when larger than the source

@@ -1,11 +1,146 @@
-"""CLI of the search side (search, export, dashboard). Filled in by the search issue."""
+"""CLI of the search side: `search` (the default command), `export`, `dashboard`."""
 
-HANDLERS: dict = {}
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search.study import DEFAULT_STUDY, PRUNERS, SAMPLERS, default_storage, safe_url
+
+
+def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
+    p.add_argument("--study-name", default=DEFAULT_STUDY,
+                   help=f"Optuna study name (default: {DEFAULT_STUDY}); rerunning resumes it")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///path.db or "
+                   "postgresql+psycopg://user:pass@host/db (default: sqlite in --results-dir)")
+    if results:
+        p.add_argument("--results-dir", default="results", help="output root (default: results)")
 
 
 def add_search_parser(sub, add_data_flags) -> None:
-    pass
+    p = sub.add_parser("search", help="run (or resume) the Optuna search, then retrain and "
+                       "test the best config (the default command)")
+    p.add_argument("--trials", type=int, default=50, help="new trials to run in this call "
+                   "(default 50); they add to any already in the study")
+    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
+    p.add_argument("--pruner", choices=PRUNERS, default="median",
+                   help="Optuna pruner acting on val_accuracy after every epoch (default median)")
+    p.add_argument("--no-final", action="store_true",
+                   help="skip the retrain and test of the best config (e.g. on extra workers)")
+    p.add_argument("--retrain-seeds", type=int, default=1,
+                   help="retrain the best config with this many seeds (3 gives mean ± std)")
+    p.add_argument("--test-baseline", action="store_true", help="also retrain and test the "
+                   "seed recipe (trial 0), to compare against the best on the test set")
+    p.add_argument("--verbose", action="store_true", help="print each stage of each trial")
+    add_study_flags(p, results=False)
+    add_data_flags(p)
 
 
 def add_other_parsers(sub) -> None:
-    pass
+    p = sub.add_parser("export", help="write the best trial's full config (train --config reads it)")
+    add_study_flags(p)
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format")
+    p.add_argument("--out", help="file to write (default: print to stdout)")
+
+    p = sub.add_parser("dashboard", help="start optuna-dashboard on the study storage")
+    add_study_flags(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+
+def storage_url(args) -> str:
+    return args.storage or default_storage(args.results_dir)
+
+
+def dashboard_hint(url: str) -> str:
+    return f"dashboard: optuna-dashboard {safe_url(url)}"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from search.cli import overrides
+    from search.data import load_source, make_data
+    from search.final import finalize
+    from search.model import check_weights
+    from search.objective import Objective
+    from search.outputs import write_json, write_start
+    from search.space import load_space
+    from search.study import create_or_resume, run
+
+    if args.trials < 0 or args.retrain_seeds < 1:
+        from search.errors import UserError
+
+        raise UserError("--trials must be 0 or more and --retrain-seeds at least 1.")
+    space = load_space(args.space).with_base(**overrides(args))  # validated before any storage
+    check_weights(space.base.weights)
+    source = load_source(args.data_dir)
+    data = make_data(source, space.base.train_samples, space.base.val_samples,
+                     space.base.split_seed)
+    url = storage_url(args)
+    study, resumed = create_or_resume(args.study_name, url, space, args.sampler, args.pruner,
+                                      space.base.seed)
+    study_dir = Path(args.results_dir) / args.study_name
+    write_start(study_dir, space.base, None, (data.train_idx, data.val_idx))
+    (study_dir / "space.yaml").write_text(space.path.read_text())
+    write_json(study_dir / "data.json", {"source": data.source, "fingerprint": source.fingerprint(),
+                                         "train": len(data.x_train), "val": len(data.x_val),
+                                         "test": len(data.x_test)})
+    n_before = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    print(f"{'resuming' if resumed else 'new'} study '{args.study_name}' ({n_before} finished trials)"
+          f" in {safe_url(url)}; space {space.path}; sampler {args.sampler}, pruner {args.pruner}")
+    print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
+          f"{len(data.x_test)} test images")
+    print(dashboard_hint(url))
+    resume = [Path(sys.executable).name, "run_search.py", *sys.argv[1:]] if sys.argv[1:] else \
+        [Path(sys.executable).name, "run_search.py"]
+    objective = Objective(space, data, study_dir, verbose=args.verbose)
+    run(study, objective, args.trials, args.timeout, resume)
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = study.best_trial if done else None
+    if best is None:
+        print("no trial completed, so there is no best config to retrain.")
+    else:
+        print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
+    if not args.no_final and best is not None:
+        finalize(study, data, study_dir, args.retrain_seeds, args.test_baseline)
+    print(f"outputs: {study_dir}")
+    print(dashboard_hint(url))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search.config import write_atomic
+    from search.final import best_config
+    from search.study import load_existing, open_storage
+
+    url = storage_url(args)
+    study = load_existing(args.study_name, open_storage(url, create=False), url)
+    best, config = best_config(study)
+    text = config.to_json() if args.format == "json" else config.to_yaml()
+    if args.out:
+        write_atomic(Path(args.out), text)
+        print(f"wrote trial {best.number}'s config (val_accuracy {best.value:.4f}) to {args.out}",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import optuna_dashboard
+
+    from search.study import load_existing, open_storage
+
+    url = storage_url(args)
+    storage = open_storage(url, create=False)
+    load_existing(args.study_name, storage, url)
+    print(f"optuna-dashboard on http://{args.host}:{args.port} for {safe_url(url)} (Ctrl-C stops)")
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+HANDLERS = {"search": cmd_search, "export": cmd_export, "dashboard": cmd_dashboard}

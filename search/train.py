@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from search.config import TrainConfig
 from search.data import Data
 from search.errors import DivergedError
 from search.model import build_model, set_stage
+
+# Each stage recompiles the model by design; TF's retracing warning about that is noise.
+tf.get_logger().setLevel("ERROR")
 
 
 @dataclass

@@ -10,19 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, SHARED_DATA, SHARED_WEIGHTS
-from helpers import tiny_source
+from helpers import tiny_source, write_tiny_folders
 from search.cli import main
 from search.config import TrainConfig
-
-
-def write_tiny_folders(root, n_train=120, n_test=40):
-    s = tiny_source(n_train, n_test)
-    for split, x, y in (("train", s.x_train, s.y_train), ("test", s.x_test, s.y_test)):
-        for i, (img, lab) in enumerate(zip(x, y)):
-            d = root / split / s.class_names[lab]
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(d / f"{i:04d}.png")
-    return root
 
 
 def tiny_config(tmp_path, **kw):

@@ -1,0 +1,108 @@
+"""After the search: retrain the best trial's config over seeds, score it once on the test set.
+
+Writes into the study's results folder:
+  best_config.yaml   the best trial's full config (what `train --config` reads)
+  best_model.keras   the retrained model with the highest *validation* accuracy
+  test_metrics.json  test accuracy per seed, mean ± std, per-class accuracy, confusion matrix
+  final/seed_<s>/    each retrain's history and curves
+The test set is only ever scored here, after every choice has been made on validation data.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.config import TrainConfig
+from search.data import Data
+from search.errors import UserError
+from search.evaluate import evaluate, format_metrics
+from search.outputs import save_model, write_history, write_json, write_start
+from search.train import train
+
+
+def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise UserError(f"study '{study.study_name}' has no completed trial yet; run the search "
+                        "(python run_search.py --trials N) first.")
+    best = study.best_trial
+    return best, TrainConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
+
+
+def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: str,
+            log=print) -> dict:
+    """Train `config` with seeds config.seed .. +seeds-1 on the same split; test each once."""
+    runs, best_val, best_path = [], -math.inf, None
+    for i in range(seeds):
+        cfg = config.replace(seed=config.seed + i)
+        run_dir = out_dir / "final" / f"{label}_seed_{cfg.seed}"
+        write_start(run_dir, cfg)
+        log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
+        result = train(cfg, data, log=log)
+        write_history(run_dir, result.history)
+        m = evaluate(result.model, data.x_test, data.y_test, data.class_names)
+        runs.append({"seed": cfg.seed, "val_accuracy": result.val_accuracy,
+                     "test_accuracy": m["accuracy"], "seconds": round(result.seconds, 1),
+                     "per_class_accuracy": m["per_class_accuracy"],
+                     "confusion_matrix": m["confusion_matrix"]})
+        if result.val_accuracy > best_val:  # keep the model chosen by validation, not test
+            best_val, best_path = result.val_accuracy, run_dir / "model.keras"
+            save_model(result.model, best_path, data.class_names)
+    acc = np.array([r["test_accuracy"] for r in runs])
+    chosen = max(runs, key=lambda r: r["val_accuracy"])
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "val_accuracy": [r["val_accuracy"] for r in runs],
+        "test_accuracy": acc.tolist(),
+        "test_accuracy_mean": float(acc.mean()),
+        "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "per_class_accuracy_mean": {
+            k: float(np.mean([r["per_class_accuracy"][k] for r in runs]))
+            for k in data.class_names},
+        "saved_model_seed": chosen["seed"],
+        "saved_model": {"accuracy": chosen["test_accuracy"],
+                        "per_class_accuracy": chosen["per_class_accuracy"],
+                        "confusion_matrix": chosen["confusion_matrix"],
+                        "class_names": list(data.class_names), "n": int(len(data.y_test))},
+        "runs": runs,
+        "_model_path": str(best_path),
+    }
+
+
+def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
+             baseline: bool = False, log=print) -> dict:
+    best, config = best_config(study)
+    log(f"best trial {best.number}: val_accuracy {best.value:.4f}; retraining {seeds}x")
+    config.save(study_dir / "best_config.yaml")
+    out = {"study": study.study_name, "best_trial": best.number, "best_trial_value": best.value,
+           "config": config.to_dict(), **retrain(config, data, seeds, study_dir, "best", log)}
+    Path(out.pop("_model_path")).replace(study_dir / "best_model.keras")
+    save_model_classes(study_dir, data)
+    seed_trial = next((t for t in study.get_trials(deepcopy=False)
+                       if t.user_attrs.get("seed_recipe")), None)
+    if seed_trial is not None:
+        out["seed_recipe_trial_value"] = seed_trial.value
+    if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
+        cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
+        b = retrain(cfg0, data, seeds, study_dir, "seed_recipe", log)
+        b.pop("_model_path")
+        out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
+                                                "test_accuracy_mean", "test_accuracy_std")}
+    write_json(study_dir / "test_metrics.json", out)
+    log(format_metrics(out["saved_model"]))
+    line = (f"retrained best (trial {best.number}): test accuracy {out['test_accuracy_mean']:.4f}"
+            f" ± {out['test_accuracy_std']:.4f} over {seeds} seed(s)")
+    if "seed_recipe" in out:
+        sr = out["seed_recipe"]
+        line += (f"; seed recipe: {sr['test_accuracy_mean']:.4f} ± {sr['test_accuracy_std']:.4f}")
+    log(line)
+    return out
+
+
+def save_model_classes(study_dir: Path, data: Data) -> None:
+    write_json(study_dir / "classes.json", list(data.class_names))

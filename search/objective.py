@@ -1,0 +1,96 @@
+"""The Optuna objective: trial → TrainConfig → train() → validation accuracy.
+
+Optuna reaches training only through Keras callbacks (pruning). What a trial leaves:
+  user attrs  config (the full resolved TrainConfig), stage_seconds, stage_epochs, stage_best_val,
+              epochs, run_dir, and failure (why a trial was pruned for divergence or failed)
+  files       <study dir>/trials/<number>/{config.yaml,command.txt,history.csv,curves.png}
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from pathlib import Path
+
+import keras
+import optuna
+import pandas as pd
+from optuna_integration import KerasPruningCallback
+
+from search.data import Data
+from search.errors import DivergedError
+from search.optuna_space import suggest
+from search.outputs import write_history, write_start
+from search.space import Space
+from search.train import train
+
+MONITOR = "val_accuracy"
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keeps every epoch's logs, so a pruned or failed trial still records what it ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+
+
+class Objective:
+    def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
+                 argv: list[str] | None = None):
+        self.space, self.data, self.study_dir = space, data, Path(study_dir)
+        self.verbose, self.argv = verbose, argv
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = suggest(trial, self.space)
+        config = self.space.to_config(values)
+        run_dir = self.study_dir / "trials" / f"{trial.number:04d}"
+        write_start(run_dir, config, self.argv)
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("run_dir", str(run_dir))
+        epochs = EpochLog()
+        callbacks = [epochs, KerasPruningCallback(trial, MONITOR)]
+        log = print if self.verbose else (lambda *_: None)
+        try:
+            result = train(config, self.data, callbacks=callbacks, log=log)
+        except DivergedError as e:
+            trial.set_user_attr("failure", f"diverged: {e}")
+            self._record_partial(trial, epochs, run_dir)
+            raise optuna.TrialPruned(f"diverged: {e}") from None
+        except optuna.TrialPruned:
+            self._record_partial(trial, epochs, run_dir)
+            raise
+        except Exception as e:
+            trial.set_user_attr("failure", f"{type(e).__name__}: {e}"[:1000])
+            self._record_partial(trial, epochs, run_dir)
+            raise
+        finally:
+            keras.backend.clear_session()
+            gc.collect()
+        trial.set_user_attr("stage_seconds", [s.seconds for s in result.stages])
+        trial.set_user_attr("stage_epochs", [s.epochs for s in result.stages])
+        trial.set_user_attr("stage_best_val", [s.best_val_accuracy for s in result.stages])
+        trial.set_user_attr("epochs", int(len(result.history)))
+        write_history(run_dir, result.history)
+        value = float(result.val_accuracy)
+        del result
+        gc.collect()
+        if not math.isfinite(value):
+            trial.set_user_attr("failure", "no finite validation accuracy")
+            raise optuna.TrialPruned("no finite validation accuracy")
+        return value
+
+    @staticmethod
+    def _record_partial(trial: optuna.Trial, epochs: EpochLog, run_dir: Path) -> None:
+        trial.set_user_attr("epochs", len(epochs.rows))
+        if epochs.rows:
+            write_history_partial(run_dir, epochs.rows)
+
+
+def write_history_partial(run_dir: Path, rows: list[dict]) -> None:
+    from search.config import write_atomic
+
+    write_atomic(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))

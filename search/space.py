@@ -1,0 +1,226 @@
+"""Search spaces: read from spaces/*.yaml in this one place, validated on load, backend-neutral.
+
+A space file:
+
+    base_config: ../configs/seed.yaml   # every key not searched comes from here (relative path)
+    fixed: {head_epochs: 3}             # optional overrides of the base config
+    params:
+      head_lr:        {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      unfreeze_depth: {type: int, low: 0, high: 20, step: 5}
+      stage_lr:       {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}
+      head_width:     {type: categorical, choices: [128, 256, 512]}
+
+Each param names a TrainConfig key, except a `per_stage` param, which becomes one value per
+fine-tuning stage that the trial's unfreeze depth opens (`stage_lr_1` .. `stage_lr_k`, conditional)
+and fills `stage_lrs`. Nothing here knows Optuna or KerasTuner: the adapters turn Param into their
+own distributions (search/optuna_space.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.config import TrainConfig
+from search.errors import ConfigError
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
+DEFAULT_SPACE = SPACES_DIR / "default.yaml"
+STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
+KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
+        "int": {"type", "low", "high", "log", "step"},
+        "categorical": {"type", "choices"}}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # "float" | "int" | "categorical"
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple = ()
+    per_stage: bool = False
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type == "int" and value != int(value):
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        if self.step:
+            k = (value - self.low) / self.step
+            return math.isclose(k, round(k), abs_tol=1e-9)
+        return True
+
+
+@dataclass(frozen=True)
+class Space:
+    path: Path
+    base: TrainConfig  # base config with `fixed` applied
+    params: tuple[Param, ...]
+
+    @property
+    def stage_param(self) -> Param | None:
+        return next((p for p in self.params if p.per_stage), None)
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def with_base(self, **overrides: Any) -> Space:
+        """The same space over a base with CLI overrides applied (data flags, weights)."""
+        base = TrainConfig.from_dict({**self.base.to_dict(), **overrides}, source=str(self.path))
+        return Space(self.path, base, self.params)
+
+    def stage_names(self, depth: int) -> list[str]:
+        return [f"{STAGE_PARAM}_{i}" for i in range(1, depth // self.base.unfreeze_step + 1)]
+
+    def to_config(self, values: dict[str, Any]) -> TrainConfig:
+        """A trial's values (flat names, stage_lr_i included) on top of the base config."""
+        d = self.base.to_dict()
+        for p in self.params:
+            if not p.per_stage:
+                d[p.name] = values[p.name]
+        sp = self.stage_param
+        if sp is not None:
+            d["stage_lrs"] = [values[n] for n in self.stage_names(d["unfreeze_depth"])]
+        return TrainConfig.from_dict(d, source=f"{self.path} (trial values)")
+
+    def seed_values(self) -> dict[str, Any]:
+        """The base config (the seed recipe) as values of this space's params."""
+        out = {p.name: getattr(self.base, p.name) for p in self.params if not p.per_stage}
+        if self.stage_param is not None:
+            out.update(zip(self.stage_names(self.base.unfreeze_depth), self.base.stage_lrs))
+        return out
+
+    def seed_outside(self) -> list[str]:
+        """Names whose seed value lies outside this space (those cannot be enqueued)."""
+        sp = self.stage_param
+        return [n for n, v in self.seed_values().items()
+                if not (self.param(n) or sp).contains(v)]
+
+
+def load_space(path: str | Path | None = None) -> Space:
+    path = Path(path) if path else DEFAULT_SPACE
+    if not path.is_file():
+        raise ConfigError(f"space file {path} does not exist; pass --space with a YAML file "
+                          f"such as {DEFAULT_SPACE}.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a space file is a mapping with 'params' (and optional "
+                          "'base_config', 'fixed').")
+    unknown = set(raw) - {"base_config", "fixed", "params", "description"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key '{sorted(unknown)[0]}'; allowed: "
+                          "base_config, fixed, params, description.")
+    base = _base_config(path, raw)
+    params = raw.get("params")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"{path}: key 'params' must be a non-empty mapping of parameter names.")
+    parsed = tuple(_param(path, name, spec, base) for name, spec in params.items())
+    space = Space(path, base, parsed)
+    _check_stages(space)
+    return space
+
+
+def _base_config(path: Path, raw: dict) -> TrainConfig:
+    ref = raw.get("base_config", "../configs/seed.yaml")
+    if not isinstance(ref, str):
+        raise ConfigError(f"{path}: key 'base_config' must be a path string.")
+    base_path = (path.parent / ref).resolve()
+    base = TrainConfig.load(base_path)
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"{path}: key 'fixed' must be a mapping of config keys to values.")
+    return TrainConfig.from_dict({**base.to_dict(), **fixed}, source=f"{path} (fixed)")
+
+
+def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
+    where = f"{path}: param '{name}'"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a mapping with 'type' and its bounds or choices.")
+    typ = spec.get("type")
+    if typ not in KEYS:
+        raise ConfigError(f"{where}: key 'type' must be float, int or categorical, got {typ!r}.")
+    extra = set(spec) - KEYS[typ]
+    if extra:
+        raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}' for type {typ}; allowed: "
+                          f"{', '.join(sorted(KEYS[typ]))}.")
+    per_stage = spec.get("per_stage", False)
+    field_types = {f.name: f.type for f in fields(TrainConfig)}
+    target = "float" if per_stage else field_types.get(name)
+    if per_stage and name != STAGE_PARAM:
+        raise ConfigError(f"{where}: key 'per_stage' is only for '{STAGE_PARAM}'.")
+    if not per_stage and target is None:
+        raise ConfigError(f"{where}: unknown parameter; use a TrainConfig key or '{STAGE_PARAM}' "
+                          "with per_stage: true.")
+    if typ == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}: key 'choices' must be a non-empty list.")
+        for c in choices:  # each choice must make a valid config value
+            TrainConfig.from_dict({**base.to_dict(), name: c, **_stage_fill(base, name, c)},
+                                  source=where)
+        return Param(name, typ, choices=tuple(choices))
+    for key in ("low", "high"):
+        v = spec.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}: key '{key}' must be a number, got {v!r}.")
+        if typ == "int" and not isinstance(v, int):
+            raise ConfigError(f"{where}: key '{key}' must be an integer for type int, got {v!r}.")
+    low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+    if not low < high:
+        raise ConfigError(f"{where}: key 'low' ({low}) must be below 'high' ({high}).")
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: key 'log' must be true or false.")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: key 'low' must be > 0 when log is true, got {low}.")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+        raise ConfigError(f"{where}: key 'step' must be a positive number, got {step!r}.")
+    if step is not None and log:
+        raise ConfigError(f"{where}: key 'step' cannot be combined with log: true.")
+    if typ == "float" and target not in ("float",):
+        raise ConfigError(f"{where}: config key '{name}' is {target}, so the type must match, not float.")
+    if typ == "int" and target not in ("int", "float"):
+        raise ConfigError(f"{where}: config key '{name}' is {target}, so the type cannot be int.")
+    p = Param(name, typ, low, high, log, step, per_stage=bool(per_stage))
+    for v in (low, high):  # both ends must make a valid config (e.g. dropout < 1)
+        if not per_stage:
+            TrainConfig.from_dict({**base.to_dict(), name: v, **_stage_fill(base, name, v)},
+                                  source=where)
+    return p
+
+
+def _stage_fill(base: TrainConfig, name: str, value: Any) -> dict:
+    """When checking an unfreeze_depth bound, give the config a matching number of stage LRs."""
+    if name != "unfreeze_depth":
+        return {}
+    return {"stage_lrs": [1e-4] * (int(value) // base.unfreeze_step)}
+
+
+def _check_stages(space: Space) -> None:
+    depth = space.param("unfreeze_depth")
+    step = space.base.unfreeze_step
+    if depth is not None:
+        if depth.type == "categorical":
+            bad = [c for c in depth.choices if c % step]
+        else:
+            s = depth.step or 1
+            bad = [v for v in range(depth.low, depth.high + 1, s) if v % step]
+        if bad:
+            raise ConfigError(f"{space.path}: param 'unfreeze_depth' allows {bad[0]}, which is not "
+                              f"a multiple of unfreeze_step={step}; set step: {step}.")
+        if space.stage_param is None:
+            raise ConfigError(f"{space.path}: param 'unfreeze_depth' varies, so the space needs "
+                              f"'{STAGE_PARAM}' (per_stage: true) to give each stage its LR.")

@@ -1,0 +1,209 @@
+"""The Optuna study: storage, samplers, pruners, resume checks, the seed trial, the run loop."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import UserError
+from search.optuna_space import all_distributions
+from search.space import Space
+
+DEFAULT_STUDY = "resnet50-cifar10"
+# TPE's `group` is marked experimental, and samplers warn when a conditional or categorical param
+# falls back to independent sampling: both are expected here and would drown the per-trial lines.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message=".*independent sampl.*")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SAMPLERS = ("tpe", "random", "cmaes", "qmc")
+PRUNERS = ("median", "hyperband", "sha", "none")
+
+
+def default_storage(results_dir: str | Path) -> str:
+    return f"sqlite:///{(Path(results_dir) / 'optuna.db').resolve()}"
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for the URL; an unreachable one is a UserError naming it.
+
+    With create=False (export, evaluate, dashboard) a missing SQLite file is an error rather
+    than a new empty database."""
+    kwargs: dict = {}
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        if not create and not db.is_file():
+            raise UserError(f"no study storage at {db}; run a search first, or pass --storage "
+                            "and --results-dir as the search had them.")
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the study storage {url} ({e.strerror}); pass "
+                            "--storage or --results-dir with a writable location.") from None
+        kwargs = {"connect_args": {"timeout": 60}}  # wait on another process's write lock
+    elif url.startswith("postgresql"):
+        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    elif url.startswith("mysql"):
+        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot open the study storage {safe_url(url)} ({first}); check the "
+                        "--storage URL, that the database server is running and reachable, "
+                        "and that its driver is installed.") from None
+
+
+def study_names(storage) -> list[str]:
+    return sorted(optuna.get_all_study_names(storage=storage))
+
+
+def load_existing(name: str, storage, url: str) -> optuna.Study:
+    """Load a study that must exist; an unknown name lists the studies that do."""
+    names = study_names(storage)
+    if name not in names:
+        listed = ", ".join(names) if names else "none"
+        raise UserError(f"no study named '{name}' in {safe_url(url)}; existing studies: {listed}; "
+                        "pass --study-name with one of them (and --storage if it lives elsewhere).")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":  # multivariate + group: models the conditional stage LRs jointly
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":  # categorical/conditional params fall back to random sampling
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    raise UserError(f"unknown sampler '{name}'; use one of {', '.join(SAMPLERS)}.")
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":  # compare from the 3rd epoch on, once 5 trials have finished
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2, max_resource=max_epochs,
+                                              reduction_factor=3)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"unknown pruner '{name}'; use one of {', '.join(PRUNERS)}.")
+
+
+def max_epochs(space: Space) -> int:
+    depth = space.param("unfreeze_depth")
+    deepest = (max(depth.choices) if depth.type == "categorical" else depth.high) if depth \
+        else space.base.unfreeze_depth
+    return space.base.head_epochs + space.base.finetune_epochs * (deepest // space.base.unfreeze_step)
+
+
+def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
+    """Refuse to resume a study searched in another direction, space or base config."""
+    where = f"study '{study.study_name}' in {safe_url(url)}"
+    fix = "pass the space and flags it was started with, or a new --study-name."
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise UserError(f"{where} minimises, but this search maximises val_accuracy; {fix}")
+    ours = all_distributions(space)
+    diffs: dict[str, str] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            if name not in ours:
+                diffs.setdefault(name, f"'{name}' is not in {space.path.name}")
+            elif dist != ours[name]:
+                diffs.setdefault(name, f"'{name}' was {dist} but {space.path.name} gives {ours[name]}")
+    stored = study.user_attrs.get("base_config")
+    if stored is not None:
+        mine = space.base.to_dict()
+        for k in sorted(set(stored) | set(mine)):
+            if stored.get(k) != mine.get(k):
+                diffs.setdefault(k, f"base config '{k}' was {stored.get(k)!r}, now {mine.get(k)!r}")
+    if diffs:
+        shown = "; ".join(list(diffs.values())[:4]) + ("; ..." if len(diffs) > 4 else "")
+        raise UserError(f"{where} conflicts with this search: {shown}; {fix}")
+
+
+def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int):
+    storage = open_storage(url)
+    existing = name in study_names(storage)
+    if existing:
+        study = optuna.load_study(study_name=name, storage=storage)
+        check_compatible(study, space, url)
+        # A resumed study gets a fresh sampler seed so a seeded sampler does not replay its draws.
+        seed = seed + len(study.get_trials(deepcopy=False))
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                sampler=make_sampler(sampler, seed),
+                                pruner=make_pruner(pruner, max_epochs(space)), load_if_exists=True)
+    if not existing:
+        study.set_user_attr("base_config", space.base.to_dict())
+        study.set_user_attr("space_file", str(space.path))
+        outside = space.seed_outside()
+        params = {k: v for k, v in space.seed_values().items() if k not in outside}
+        study.enqueue_trial(params, user_attrs={"seed_recipe": True})
+        if outside:
+            print(f"note: the seed recipe's {', '.join(outside)} lie outside {space.path.name}; "
+                  "trial 0 samples those instead.")
+    return study, existing
+
+
+def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
+    secs = t.duration.total_seconds() if t.duration else float("nan")
+    value = f"{t.value:.4f}" if t.value is not None else "  -   "
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in t.params.items())
+    why = t.user_attrs.get("failure", "")
+    if t.state == TrialState.PRUNED and not why:
+        steps = sorted(t.intermediate_values)
+        why = f"pruned at epoch {steps[-1]}" if steps else "pruned"
+    tag = " (seed recipe)" if t.user_attrs.get("seed_recipe") else ""
+    best_s = f"  best {best.value:.4f} (#{best.number})" if best is not None else ""
+    return (f"trial {t.number:>3}{tag}  {t.state.name:<8} value {value}  {secs:6.1f}s{best_s}  "
+            f"{params}" + (f"  [{why}]" if why else ""))
+
+
+def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
+        resume_cmd: list[str]) -> None:
+    """optimize() with a line per trial and a progress bar; Ctrl-C fails the running trial only."""
+    from tqdm import tqdm
+
+    def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
+        done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None))
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed worker fails its trial cleanly
+    t0 = time.time()
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                       callbacks=[on_trial], gc_after_trial=True,
+                       show_progress_bar=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        print(f"\ninterrupted after {time.time() - t0:.0f}s: the running trial is marked FAIL, "
+              f"{done} completed trials are kept in the study. Resume with:\n  "
+              f"{shlex.join(resume_cmd)}", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.errors import ConfigError
+from search.optuna_space import all_distributions, suggest
+from search.space import SPACES_DIR, load_space
+
+
+@pytest.mark.parametrize("path", sorted(SPACES_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_space_loads_and_holds_the_seed_recipe(path):
+    space = load_space(path)
+    assert space.params
+    assert space.seed_outside() == []  # trial 0 can be the seed recipe itself
+    assert space.to_config(space.seed_values()) == space.base
+
+
+def test_fixed_trial_gives_the_expected_config_with_conditional_stage_lrs():
+    space = load_space(SPACES_DIR / "default.yaml")
+    params = {"head_lr": 3e-3, "unfreeze_depth": 10, "stage_lr_1": 2e-4, "stage_lr_2": 7e-6,
+              "dropout": 0.3, "head_width": 512, "label_smoothing": 0.05}
+    values = suggest(optuna.trial.FixedTrial(params), space)
+    assert values == params  # exactly the two stage LRs that depth 10 opens
+    cfg = space.to_config(values)
+    assert (cfg.head_lr, cfg.unfreeze_depth, cfg.stage_lrs) == (3e-3, 10, (2e-4, 7e-6))
+    assert (cfg.dropout, cfg.head_width, cfg.label_smoothing) == (0.3, 512, 0.05)
+    assert cfg.head_epochs == space.base.head_epochs  # the rest comes from the base config
+
+    head_only = suggest(optuna.trial.FixedTrial({**params, "unfreeze_depth": 0}), space)
+    assert not any(k.startswith("stage_lr") for k in head_only)
+    assert space.to_config(head_only).stage_lrs == ()
+    assert set(all_distributions(space)) >= set(params)
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    f = tmp_path / "space.yaml"
+    f.write_text(f"base_config: {SPACES_DIR.parent / 'configs' / 'seed.yaml'}\n{body}")
+    return f
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("params:\n  dropout: {type: float, low: 0.5, high: 0.1}\n", "'dropout'"),
+    ("params:\n  head_lr: {type: float, low: 0.0, high: 0.1, log: true}\n", "'head_lr'"),
+    ("params:\n  head_width: {type: categorical, choices: []}\n", "'head_width'"),
+    ("params:\n  head_width: {type: int, low: 8, high: 64, lo: 3}\n", "unknown key 'lo'"),
+    ("params:\n  warmup: {type: float, low: 0.0, high: 1.0}\n", "'warmup'"),
+    ("params:\n  dropout: {type: floaty, low: 0.0, high: 0.5}\n", "'type'"),
+    ("params:\n  dropout: {type: float, low: zero, high: 0.5}\n", "'low'"),
+    ("params:\n  dropout: {type: float, low: 0.0, high: 1.5}\n", "'dropout'"),
+    ("params:\n  head_width: {type: float, low: 8, high: 64}\n", "'head_width'"),
+    ("params:\n  unfreeze_depth: {type: int, low: 0, high: 20, step: 5}\n", "stage_lr"),
+    ("params:\n  unfreeze_depth: {type: int, low: 0, high: 20, step: 3}\n"
+     "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n",
+     "'unfreeze_depth'"),
+    ("paramz:\n  dropout: {type: float, low: 0.0, high: 0.5}\n", "'paramz'"),
+    ("params: {}\n", "'params'"),
+    ("fixed: {head_epoch: 3}\nparams:\n  dropout: {type: float, low: 0.0, high: 0.5}\n",
+     "'head_epoch'"),
+    ("params:\n  dropout: [0.1, 0.2\n", "not valid YAML"),
+])
+def test_malformed_space_is_rejected_naming_file_and_key(tmp_path, body, needle):
+    f = write(tmp_path, body)
+    with pytest.raises(ConfigError) as e:
+        load_space(f)
+    assert needle in str(e.value) and str(f) in str(e.value)
+
+
+def test_missing_space_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_space(tmp_path / "nope.yaml")

@@ -1,0 +1,202 @@
+"""The search end to end on tiny data: states, steps, seed trial, resume, export, final, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import ROOT
+from helpers import write_tiny_folders
+from search.cli import main
+from search.config import TrainConfig
+from search.space import SPACES_DIR, load_space
+from search.study import DEFAULT_STUDY, default_storage
+
+TINY = str(SPACES_DIR / "tiny.yaml")
+
+
+def common(tmp, space=TINY):
+    return ["--space", space, "--data-dir", str(tmp / "data"), "--weights", "none",
+            "--train-samples", "100", "--val-samples", "30", "--results-dir", str(tmp / "res")]
+
+
+def load(tmp, name=DEFAULT_STUDY):
+    return optuna.load_study(study_name=name, storage=default_storage(tmp / "res"))
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    write_tiny_folders(tmp / "data")
+    assert main(["search", "--trials", "3", "--pruner", "median", *common(tmp)]) == 0
+    return tmp
+
+
+def test_three_trials_finish_with_the_seed_recipe_first(searched):
+    trials = load(searched).trials
+    assert len(trials) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert trials[0].state == TrialState.COMPLETE
+    space = load_space(TINY).with_base(weights="none", train_samples=100, val_samples=30)
+    assert trials[0].params == space.seed_values()
+    assert trials[0].user_attrs["seed_recipe"] is True
+    assert TrainConfig.from_dict(trials[0].user_attrs["config"]) == space.base
+
+
+def test_every_epoch_is_reported_once_with_increasing_steps(searched):
+    for t in load(searched).trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(t.user_attrs["epochs"]))  # no step repeated or dropped
+        if t.state == TrialState.COMPLETE:
+            depth = t.params["unfreeze_depth"]
+            assert t.user_attrs["stage_epochs"] == [2] + [1] * (depth // 5)
+            assert len(steps) == sum(t.user_attrs["stage_epochs"])
+            assert t.value == pytest.approx(max(t.intermediate_values.values()))
+            assert len(t.user_attrs["stage_seconds"]) == len(t.user_attrs["stage_best_val"])
+
+
+def test_trial_folders_and_final_outputs_are_written(searched):
+    study_dir = searched / "res" / DEFAULT_STUDY
+    for t in load(searched).trials:
+        run = study_dir / "trials" / f"{t.number:04d}"
+        assert t.user_attrs["run_dir"] == str(run)
+        for f in ("config.yaml", "command.txt", "history.csv"):
+            assert (run / f).is_file()
+    for f in ("best_model.keras", "best_config.yaml", "test_metrics.json", "config.yaml",
+              "command.txt", "split.npz", "space.yaml"):
+        assert (study_dir / f).is_file(), f
+    m = json.loads((study_dir / "test_metrics.json").read_text())
+    best = load(searched).best_trial
+    assert m["best_trial"] == best.number
+    assert len(m["test_accuracy"]) == 1 and 0 <= m["test_accuracy_mean"] <= 1
+    assert sum(map(sum, m["saved_model"]["confusion_matrix"])) == 40  # the whole test split
+    assert TrainConfig.load(study_dir / "best_config.yaml").to_dict() == best.user_attrs["config"]
+
+
+def test_export_round_trips_and_train_reproduces_the_best_params(searched, tmp_path, capsys):
+    out = tmp_path / "best.yaml"
+    assert main(["export", "--results-dir", str(searched / "res"), "--out", str(out)]) == 0
+    best = load(searched).best_trial
+    cfg = TrainConfig.load(out)
+    assert cfg.to_dict() == best.user_attrs["config"]
+    for k, v in best.params.items():
+        if k.startswith("stage_lr_"):
+            assert cfg.stage_lrs[int(k.rsplit("_", 1)[1]) - 1] == v
+        else:
+            assert getattr(cfg, k) == v
+    assert main(["export", "--results-dir", str(searched / "res"), "--format", "json"]) == 0
+    assert TrainConfig.from_dict(json.loads(capsys.readouterr().out)) == cfg
+
+    assert main(["train", "--config", str(out), "--data-dir", str(searched / "data"),
+                 "--results-dir", str(tmp_path / "r"), "--verbose", "0"]) == 0
+    (run,) = (tmp_path / "r" / "runs").iterdir()
+    assert (run / "config.yaml").read_text() == out.read_text()
+
+
+def test_rerun_adds_trials_to_the_same_study(searched):
+    assert main(["search", "--trials", "2", "--no-final", *common(searched)]) == 0
+    trials = load(searched).trials
+    assert len(trials) == 5 and [t.number for t in trials] == list(range(5))
+    assert sum(t.params == trials[0].params for t in trials) == 1  # the seed is not re-enqueued
+
+
+def test_resume_with_a_conflicting_space_is_refused(searched, capsys):
+    n = len(load(searched).trials)
+    rc = main(["search", "--trials", "1", *common(searched, str(SPACES_DIR / "small.yaml"))])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "conflicts with this search" in err and "unfreeze_depth" in err
+    assert len(load(searched).trials) == n
+
+
+def test_unknown_study_lists_the_existing_ones(searched, capsys):
+    assert main(["export", "--results-dir", str(searched / "res"), "--study-name", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no study named 'nope'" in err and DEFAULT_STUDY in err
+
+
+def test_unreachable_storage_names_the_url(tmp_path, capsys):
+    write_tiny_folders(tmp_path / "data")
+    for url in ("sqlite:////proc/no-such-dir/x.db", "postgresql://u:secret@127.0.0.1:9/db"):
+        assert main(["search", "--trials", "1", "--storage", url, *common(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert url.replace("secret", "***") in err and "secret" not in err
+
+
+def test_dashboard_serves_the_study_over_http(searched):
+    import optuna_dashboard
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(default_storage(searched / "res")),
+                      handler_class=Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/api/studies"
+        body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    finally:
+        srv.shutdown()
+    assert [s["study_name"] for s in body["study_summaries"]] == [DEFAULT_STUDY]
+
+
+def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(tmp_path):
+    write_tiny_folders(tmp_path / "data")
+    space = tmp_path / "nan.yaml"
+    space.write_text(
+        f"base_config: {ROOT / 'configs' / 'seed.yaml'}\n"
+        "fixed: {head_epochs: 1, unfreeze_depth: 0, stage_lrs: [], batch_size: 32}\n"
+        "params:\n  head_lr: {type: float, low: 1.0e+30, high: 1.0e+32, log: true}\n")
+    assert main(["search", "--trials", "2", "--no-final", *common(tmp_path, str(space))]) == 0
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert all(t.user_attrs["failure"].startswith("diverged: loss became non-finite")
+               for t in trials)
+
+
+def test_sigint_fails_the_running_trial_keeps_completed_ones_and_resumes(tmp_path):
+    write_tiny_folders(tmp_path / "data")
+    cmd = [sys.executable, "run_search.py", "--trials", "20", "--pruner", "none", *common(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        for line in proc.stdout:  # wait for the first finished trial, then interrupt the next
+            if line.startswith("trial ") and "COMPLETE" in line:
+                break
+        deadline = time.time() + 60
+        while time.time() < deadline and not load(tmp_path).get_trials(states=(TrialState.RUNNING,)):
+            time.sleep(0.2)
+        time.sleep(2)  # well inside the running trial's training
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "Resume with" in err and "run_search.py" in err
+    before = load(tmp_path).trials
+    complete = [(t.number, t.value) for t in before if t.state == TrialState.COMPLETE]
+    assert len(complete) >= 1
+    assert [t.state for t in before if t.state != TrialState.COMPLETE] == [TrialState.FAIL]
+
+    assert main(["search", "--trials", "1", "--no-final", "--pruner", "none",
+                 *common(tmp_path)]) == 0
+    after = load(tmp_path).trials
+    assert [(t.number, t.value) for t in after if t.state == TrialState.COMPLETE][:-1] == complete
+    assert len(after) == len(before) + 1 and after[-1].state == TrialState.COMPLETE
+
+
+def test_export_without_any_storage_writes_nothing(tmp_path, capsys):
+    assert main(["export", "--results-dir", str(tmp_path / "res")]) == 2
+    assert "no study storage at" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
