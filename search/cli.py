@@ -31,6 +31,31 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="seed for init, augmentation, dropout and shuffling")
     g.add_argument("--split-seed", type=int, help="seed for the train/val split")
     p.add_argument("--results-dir", default="results", help="where outputs go (default: results)")
+    g = p.add_argument_group("cache of the frozen part of ResNet50")
+    g.add_argument("--no-cache", action="store_true", help="run the full network on live, freshly "
+                   "augmented images every epoch (exact recipe, much slower on a CPU)")
+    g.add_argument("--aug-views", type=int, default=4, help="augmented views per training image "
+                   "pushed through the frozen part once; each epoch draws one (default 4)")
+    g.add_argument("--cache-dir", help="on-disk cache shared by runs, resumes and workers "
+                   "(default: <results-dir>/cache; 'none' keeps it in memory only)")
+    g.add_argument("--cache-mem", type=float, default=4096,
+                   help="MiB of cache held in memory; beyond it entries are memory-mapped from disk")
+    g.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32",
+                   help="storage type of cached tensors (default float32)")
+
+
+def make_cache(args: argparse.Namespace):
+    """The FeatureCache the flags ask for, or None with --no-cache."""
+    from search.cache import FeatureCache
+    from search.errors import UserError
+
+    if args.no_cache:
+        return None
+    if args.aug_views < 1 or args.cache_mem < 0:
+        raise UserError("--aug-views must be at least 1 and --cache-mem 0 or more.")
+    d = args.cache_dir or str(Path(args.results_dir) / "cache")
+    return FeatureCache(None if d.lower() == "none" else d, args.cache_mem, args.aug_views,
+                        args.cache_dtype)
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -91,7 +116,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     print(f"training {len(data.x_train)} images, validating on {len(data.x_val)}; "
           f"stages open {config.stage_depths()} layers")
-    result = train(config, data, verbose=args.verbose)
+    cache = make_cache(args)
+    result = train(config, data, verbose=args.verbose, cache=cache)
+    if cache is not None:
+        print(f"{cache.summary()}; fill {cache.stats.fill_seconds:.1f}s")
     write_history(run_dir, result.history)
     out = {**result.summary(), "data": data.source, "data_fingerprint": source.fingerprint()}
     if args.test:

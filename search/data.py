@@ -63,6 +63,14 @@ class Data:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def fingerprint(self) -> str:
+        """Content hash of the training and validation images and labels (keys the cache)."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_val, self.y_val):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:32]
+
 
 # ----------------------------------------------------------------------------- loading
 

@@ -35,7 +35,7 @@ def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainCon
 
 
 def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: str,
-            log=print) -> dict:
+            log=print, cache=None, cache_depth: int = 0) -> dict:
     """Train `config` with seeds config.seed .. +seeds-1 on the same split; test each once."""
     runs, best_val, best_path = [], -math.inf, None
     for i in range(seeds):
@@ -43,7 +43,7 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
         run_dir = out_dir / "final" / f"{label}_seed_{cfg.seed}"
         write_start(run_dir, cfg)
         log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
-        result = train(cfg, data, log=log)
+        result = train(cfg, data, log=log, cache=cache, cache_depth=cache_depth)
         write_history(run_dir, result.history)
         m = evaluate(result.model, data.x_test, data.y_test, data.class_names)
         runs.append({"seed": cfg.seed, "val_accuracy": result.val_accuracy,
@@ -75,12 +75,13 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
 
 
 def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
-             baseline: bool = False, log=print) -> dict:
+             baseline: bool = False, log=print, cache=None, cache_depth: int = 0) -> dict:
     best, config = best_config(study)
     log(f"best trial {best.number}: val_accuracy {best.value:.4f}; retraining {seeds}x")
     config.save(study_dir / "best_config.yaml")
     out = {"study": study.study_name, "best_trial": best.number, "best_trial_value": best.value,
-           "config": config.to_dict(), **retrain(config, data, seeds, study_dir, "best", log)}
+           "config": config.to_dict(),
+           **retrain(config, data, seeds, study_dir, "best", log, cache, cache_depth)}
     Path(out.pop("_model_path")).replace(study_dir / "best_model.keras")
     save_model_classes(study_dir, data)
     seed_trial = next((t for t in study.get_trials(deepcopy=False)
@@ -89,7 +90,7 @@ def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
         out["seed_recipe_trial_value"] = seed_trial.value
     if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
         cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
-        b = retrain(cfg0, data, seeds, study_dir, "seed_recipe", log)
+        b = retrain(cfg0, data, seeds, study_dir, "seed_recipe", log, cache, cache_depth)
         b.pop("_model_path")
         out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
                                                 "test_accuracy_mean", "test_accuracy_std")}

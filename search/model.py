@@ -18,6 +18,8 @@ from search.config import TrainConfig
 from search.errors import WeightsError
 
 BASE = "resnet50"
+SUFFIX = "resnet50_suffix"  # the top layers of the base, fed from cached boundary tensors
+HEAD = "head"
 AUGMENT = "augment"
 IMAGENET_NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -89,47 +91,116 @@ def build_base(config: TrainConfig) -> keras.Model:
                                        input_shape=(size, size, 3), name=BASE)
 
 
-def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
-                augment: bool = True) -> keras.Model:
-    """The whole classifier, taking raw 0..255 pixels of the source's size."""
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if augment:
-        x = build_augment(config)(x)
-    if tuple(input_shape[:2]) != (config.image_size, config.image_size):
-        x = keras.layers.Resizing(config.image_size, config.image_size, name="resize")(x)
-    x = ResNetPreprocess(name="preprocess")(x)
-    base = build_base(config)
-    x = base(x, training=False)
-    x = build_head(config, x, num_classes)
-    return keras.Model(inputs, x, name="resnet50_transfer")
-
-
-def build_head(config: TrainConfig, x, num_classes: int):
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+def build_head(config: TrainConfig, in_shape: tuple, num_classes: int) -> keras.Model:
+    """Pool → [Dense+ReLU → BN → Dropout] × head_layers → softmax, as one nested model so that
+    the full model and the cached-feature model can share it."""
+    inp = keras.Input(shape=in_shape, name="features")
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(inp)
     for i in range(config.head_layers):
         x = keras.layers.Dense(config.head_width, activation="relu", name=f"head_dense_{i}")(x)
         x = keras.layers.BatchNormalization(name=f"head_bn_{i}")(x)
         x = keras.layers.Dropout(config.dropout, seed=config.seed + 10 + i, name=f"head_dropout_{i}")(x)
-    return keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    out = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inp, out, name=HEAD)
 
 
-def set_stage(model: keras.Model, depth: int) -> list[str]:
-    """Open the top `depth` layers of the base (0 = base frozen); returns their names.
+def build_input_stage(config: TrainConfig, input_shape: tuple):
+    """Raw 0..255 pixels → [resize] → ResNet50 preprocessing. Returns (input, tensor)."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if tuple(input_shape[:2]) != (config.image_size, config.image_size):
+        x = keras.layers.Resizing(config.image_size, config.image_size, name="resize")(x)
+    return inputs, ResNetPreprocess(name="preprocess")(x)
+
+
+def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
+                augment: bool = False) -> keras.Model:
+    """The whole classifier, taking raw 0..255 pixels of the source's size (no augmentation:
+    train() puts the augment block in front of it for live augmentation)."""
+    inputs, x = build_input_stage(config, input_shape)
+    base = build_base(config)
+    x = base(x, training=False)
+    head = build_head(config, base.output.shape[1:], num_classes)
+    model = keras.Model(inputs, head(x), name="resnet50_transfer")
+    if augment:
+        aug_in = keras.Input(shape=input_shape, name="image")
+        model = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="augmented")
+    return model
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The ResNet50 base inside a model built by build_model (augmented or not)."""
+    try:
+        return model.get_layer(BASE)
+    except ValueError:
+        return next(la for la in model.layers if isinstance(la, keras.Model)).get_layer(BASE)
+
+
+def boundary(base: keras.Model, depth: int) -> list:
+    """Tensors crossing from the frozen part into the top `depth` layers of the base.
+
+    A cut inside a residual block yields both the main path and the shortcut. Uses each layer's
+    first inbound node: the one made when ResNet50 itself was built."""
+    if depth == 0:
+        return [base.output]
+    top = base.layers[-depth:]
+    ids = {id(la) for la in top}
+    crossing: list = []
+    for layer in top:
+        for t in layer._inbound_nodes[0].input_tensors:
+            producer = t._keras_history.operation
+            if id(producer) not in ids and not any(t is c for c in crossing):
+                crossing.append(t)
+    return crossing
+
+
+def build_prefix(config: TrainConfig, base: keras.Model, input_shape: tuple,
+                 depth: int) -> keras.Model:
+    """Raw pixels → [resize] → preprocessing → the base's layers below the top `depth`, ending at
+    the boundary tensors: the part of the network that is frozen in every stage up to `depth`."""
+    inner = keras.Model(base.input, boundary(base, depth), name="resnet50_prefix_inner")
+    inputs, x = build_input_stage(config, input_shape)
+    outs = inner(x, training=False)
+    return keras.Model(inputs, outs if isinstance(outs, list) else [outs], name="resnet50_prefix")
+
+
+def build_cached_model(config: TrainConfig, base: keras.Model, head: keras.Model,
+                       depth: int) -> tuple[keras.Model, list[tuple]]:
+    """Boundary tensors → suffix (top `depth` layers of `base`) → head; shares all weights."""
+    crossing = boundary(base, depth)
+    shapes = [tuple(t.shape[1:]) for t in crossing]
+    inputs = [keras.Input(shape=s, name=f"boundary_{i}") for i, s in enumerate(shapes)]
+    x = inputs[0]
+    if depth:
+        suffix = keras.Model(crossing, base.output, name=SUFFIX)
+        x = suffix(inputs if len(inputs) > 1 else inputs[0], training=False)
+    return keras.Model(inputs, head(x), name="cached_transfer"), shapes
+
+
+def set_stage(model: keras.Model, base: keras.Model, depth: int) -> list[str]:
+    """Open the top `depth` layers of `base` (0 = base frozen) inside `model`, which holds either
+    the base or its suffix; returns the opened layers' names.
 
     BatchNormalization layers among them stay frozen (inference mode); every other opened layer
-    trains."""
-    base = model.get_layer(BASE)
-    if depth == 0:
-        base.trainable = False
-        return []
-    base.trainable = True
+    trains. Container flags are set first: in Keras 3 setting a container's flag sets its layers'."""
+    for container in _containers(model):
+        container.trainable = depth > 0
     layers = base.layers
     if depth >= len(layers):
         raise ValueError(f"depth {depth} exceeds the base's {len(layers)} layers")
-    for layer in layers[:-depth]:
+    for layer in layers:
         layer.trainable = False
-    opened = layers[-depth:]
+    opened = layers[-depth:] if depth else []
     for layer in opened:
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return [layer.name for layer in opened]
+
+
+def _containers(model: keras.Model) -> list:
+    found = []
+    for layer in model.layers:
+        if layer.name in (BASE, SUFFIX):
+            found.append(layer)
+        elif isinstance(layer, keras.Model) and layer.name != HEAD:
+            found.extend(_containers(layer))
+    return found

@@ -40,9 +40,9 @@ class EpochLog(keras.callbacks.Callback):
 
 class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
-                 argv: list[str] | None = None):
+                 argv: list[str] | None = None, cache=None):
         self.space, self.data, self.study_dir = space, data, Path(study_dir)
-        self.verbose, self.argv = verbose, argv
+        self.verbose, self.argv, self.cache = verbose, argv, cache
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.space)
@@ -54,8 +54,10 @@ class Objective:
         epochs = EpochLog()
         callbacks = [epochs, KerasPruningCallback(trial, MONITOR)]
         log = print if self.verbose else (lambda *_: None)
+        before = self.cache.stats.copy() if self.cache is not None else None
         try:
-            result = train(config, self.data, callbacks=callbacks, log=log)
+            result = train(config, self.data, callbacks=callbacks, log=log, cache=self.cache,
+                           cache_depth=self.space.max_depth())
         except DivergedError as e:
             trial.set_user_attr("failure", f"diverged: {e}")
             self._record_partial(trial, epochs, run_dir)
@@ -68,6 +70,8 @@ class Objective:
             self._record_partial(trial, epochs, run_dir)
             raise
         finally:
+            if self.cache is not None:
+                trial.set_user_attr("cache", self.cache.summary(before))
             keras.backend.clear_session()
             gc.collect()
         trial.set_user_attr("stage_seconds", [s.seconds for s in result.stages])

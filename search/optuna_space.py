@@ -47,8 +47,5 @@ def all_distributions(space: Space) -> dict[str, BaseDistribution]:
     out = {p.name: distribution(p) for p in space.params if not p.per_stage}
     sp = space.stage_param
     if sp is not None:
-        depth = space.param("unfreeze_depth")
-        deepest = (max(depth.choices) if depth.type == "categorical" else depth.high) if depth \
-            else space.base.unfreeze_depth
-        out.update({n: distribution(sp) for n in space.stage_names(deepest)})
+        out.update({n: distribution(sp) for n in space.stage_names(space.max_depth())})
     return out

@@ -80,6 +80,13 @@ class Space:
         base = TrainConfig.from_dict({**self.base.to_dict(), **overrides}, source=str(self.path))
         return Space(self.path, base, self.params)
 
+    def max_depth(self) -> int:
+        """The deepest unfreeze depth any trial of this space can reach (the cache's boundary)."""
+        p = self.param("unfreeze_depth")
+        if p is None:
+            return self.base.unfreeze_depth
+        return max(p.choices) if p.type == "categorical" else int(p.high)
+
     def stage_names(self, depth: int) -> list[str]:
         return [f"{STAGE_PARAM}_{i}" for i in range(1, depth // self.base.unfreeze_step + 1)]
 

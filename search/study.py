@@ -110,10 +110,8 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def max_epochs(space: Space) -> int:
-    depth = space.param("unfreeze_depth")
-    deepest = (max(depth.choices) if depth.type == "categorical" else depth.high) if depth \
-        else space.base.unfreeze_depth
-    return space.base.head_epochs + space.base.finetune_epochs * (deepest // space.base.unfreeze_step)
+    stages = space.max_depth() // space.base.unfreeze_step
+    return space.base.head_epochs + space.base.finetune_epochs * stages
 
 
 def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
@@ -175,8 +173,9 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
         why = f"pruned at epoch {steps[-1]}" if steps else "pruned"
     tag = " (seed recipe)" if t.user_attrs.get("seed_recipe") else ""
     best_s = f"  best {best.value:.4f} (#{best.number})" if best is not None else ""
+    cache = f"  [{t.user_attrs['cache']}]" if "cache" in t.user_attrs else ""
     return (f"trial {t.number:>3}{tag}  {t.state.name:<8} value {value}  {secs:6.1f}s{best_s}  "
-            f"{params}" + (f"  [{why}]" if why else ""))
+            f"{params}" + (f"  [{why}]" if why else "") + cache)
 
 
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,

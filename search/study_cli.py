@@ -60,7 +60,7 @@ def dashboard_hint(url: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from search.cli import overrides
+    from search.cli import make_cache, overrides
     from search.data import load_source, make_data
     from search.final import finalize
     from search.model import check_weights
@@ -95,7 +95,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(dashboard_hint(url))
     resume = [Path(sys.executable).name, "run_search.py", *sys.argv[1:]] if sys.argv[1:] else \
         [Path(sys.executable).name, "run_search.py"]
-    objective = Objective(space, data, study_dir, verbose=args.verbose)
+    cache = make_cache(args)
+    objective = Objective(space, data, study_dir, verbose=args.verbose, cache=cache)
     run(study, objective, args.trials, args.timeout, resume)
     from optuna.trial import TrialState
 
@@ -106,7 +107,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
     if not args.no_final and best is not None:
-        finalize(study, data, study_dir, args.retrain_seeds, args.test_baseline)
+        finalize(study, data, study_dir, args.retrain_seeds, args.test_baseline,
+                 cache=cache, cache_depth=space.max_depth())
     print(f"outputs: {study_dir}")
     print(dashboard_hint(url))
     return 0

@@ -24,7 +24,7 @@ import tensorflow as tf
 from search.config import TrainConfig
 from search.data import Data
 from search.errors import DivergedError
-from search.model import build_model, set_stage
+from search.model import BASE, HEAD, build_augment, build_cached_model, build_model, set_stage
 
 # Each stage recompiles the model by design; TF's retracing warning about that is noise.
 tf.get_logger().setLevel("ERROR")
@@ -103,28 +103,45 @@ def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) 
         raise DivergedError(f"loss became non-finite (NaN/inf) at epoch {at} in stage {stage}")
 
 
-def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose: int = 0,
-          log=print) -> TrainResult:
-    """Train one config on one split. `callbacks` are added to every stage's fit."""
-    t_start = time.perf_counter()
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
+def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
+            first_epoch: int, epochs: int):
+    """Training batches for epochs first_epoch.. as one stream: epoch e shuffles with
+    rng(seed, e) and draws one view per image, so order and views depend only on (seed, epoch).
 
-    n_cls = data.num_classes
-    y_train = keras.utils.to_categorical(data.y_train, n_cls)
-    y_val = keras.utils.to_categorical(data.y_val, n_cls)
-    x_train = data.x_train.astype("float32")
-    x_val = data.x_val.astype("float32")
-    model = build_model(config, x_train.shape[1:], n_cls)
+    views[v][j] is input j of view v (N × ...); one view = no choice."""
+    n, n_views, n_inputs = len(y), len(views), len(views[0])
+    steps = math.ceil(n / batch_size)
+    for e in range(first_epoch, first_epoch + epochs):
+        rng = np.random.default_rng([seed, e])
+        order = rng.permutation(n)
+        pick = rng.integers(0, n_views, n) if n_views > 1 else np.zeros(n, dtype=int)
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            v = pick[idx]
+            xs = []
+            for j in range(n_inputs):
+                first = views[0][j]
+                out = np.empty((len(idx), *first.shape[1:]), dtype="float32")
+                for view in np.unique(v):
+                    m = v == view
+                    out[m] = views[view][j][idx[m]]
+                xs.append(out)
+            yield (tuple(xs) if n_inputs > 1 else xs[0]), y[idx]
 
+
+def fit_stages(config: TrainConfig, model: keras.Model, base: keras.Model, views, y_train,
+               val_x, y_val, callbacks=(), verbose: int = 0, log=print, depths=None):
+    """Run stage 0..k on `model` (full or cached); returns (history rows, stage records, KeepBest)."""
     lrs = [config.head_lr, *config.stage_lrs]
     epochs = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
+    depths = config.stage_depths() if depths is None else depths
     keep = KeepBest()
     stages: list[StageRecord] = []
     rows: list[dict] = []
     epoch = 0
-    for k, depth in enumerate(config.stage_depths()):
-        set_stage(model, depth)
+    val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
+    for k, depth in enumerate(depths):
+        set_stage(model, base, depth)
         if config.weight_decay > 0:
             opt = keras.optimizers.AdamW(lrs[k], weight_decay=config.weight_decay)
         else:
@@ -143,10 +160,11 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
                                                     min_lr=config.min_lr, verbose=0)
         cbs = [keras.callbacks.TerminateOnNaN(), StageCosine(epoch, epochs[k]), plateau, stop,
                keep, *callbacks]
+        stream = batches(views, y_train, config.batch_size, config.seed, epoch, epochs[k])
         t0 = time.perf_counter()
-        h = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=epoch + epochs[k],
-                      initial_epoch=epoch, validation_data=(x_val, y_val), shuffle=True,
-                      callbacks=cbs, verbose=verbose)
+        h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
+                      epochs=epoch + epochs[k], initial_epoch=epoch, validation_data=val,
+                      validation_batch_size=256, shuffle=False, callbacks=cbs, verbose=verbose)
         secs = time.perf_counter() - t0
         _check_finite(h.history, k, epoch, model)
         n_run = len(h.epoch)
@@ -154,17 +172,47 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
             row = {"epoch": e, "stage": k, "depth": depth}
             row.update({m: float(v[i]) for m, v in h.history.items()})
             rows.append(row)
-        val = h.history.get("val_accuracy", [float("nan")])
+        val_acc = h.history.get("val_accuracy", [float("nan")])
         rec = StageRecord(k, depth, float(lrs[k]), epoch, n_run, round(secs, 3),
-                          float(np.nanmax(val)), bool(stop.stopped_epoch))
+                          float(np.nanmax(val_acc)), bool(stop.stopped_epoch))
         stages.append(rec)
         log(f"  stage {k}: {depth:>3} layers open, lr {lrs[k]:.2e}, {n_run} epochs in "
             f"{secs:.1f}s ({secs / max(n_run, 1):.1f}s/epoch), best val_accuracy "
             f"{rec.best_val_accuracy:.4f}{' (early stop)' if rec.stopped_early else ''}")
         epoch += n_run
-
     if keep.weights is not None:
         model.set_weights(keep.weights)
+    return rows, stages, keep
+
+
+def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose: int = 0,
+          log=print, cache=None, cache_depth: int = 0) -> TrainResult:
+    """Train one config on one split. `callbacks` are added to every stage's fit.
+
+    With `cache` (a search.cache.FeatureCache), the frozen prefix below depth
+    max(cache_depth, unfreeze_depth) is computed once per view and reused; without it the full
+    network runs on live, freshly augmented images every epoch."""
+    t_start = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+
+    n_cls = data.num_classes
+    y_train = keras.utils.to_categorical(data.y_train, n_cls)
+    y_val = keras.utils.to_categorical(data.y_val, n_cls)
+    model = build_model(config, data.x_train.shape[1:], n_cls)  # the inference model we return
+    base = model.get_layer(BASE)
+    if cache is None:
+        aug_in = keras.Input(shape=data.x_train.shape[1:], name="image")
+        fit_model = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="live_augment")
+        views, val_x = [[data.x_train]], [data.x_val.astype("float32")]
+    else:
+        from search.cache import boundary_features
+
+        depth = max(cache_depth, config.unfreeze_depth)
+        fit_model, _ = build_cached_model(config, base, model.get_layer(HEAD), depth)
+        views, val_x = boundary_features(config, data, base, depth, cache)
+    rows, stages, keep = fit_stages(config, fit_model, base, views, y_train, val_x, y_val,
+                                    callbacks, verbose, log)
     history = pd.DataFrame(rows)
     return TrainResult(keep.best if keep.weights is not None else float("nan"), history, stages,
                        model, time.perf_counter() - t_start)

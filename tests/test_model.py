@@ -4,7 +4,7 @@ import pytest
 
 from search.config import TrainConfig
 from search.errors import WeightsError
-from search.model import BASE, build_model, check_weights, set_stage
+from search.model import BASE, HEAD, build_model, check_weights, set_stage
 
 CFG = TrainConfig(weights="none", head_layers=2, head_width=48, dropout=0.25)
 
@@ -16,19 +16,20 @@ def model():
 
 
 def test_head_follows_config(model):
-    dense = [model.get_layer(f"head_dense_{i}") for i in range(2)]
+    head = model.get_layer(HEAD)
+    dense = [head.get_layer(f"head_dense_{i}") for i in range(2)]
     assert [d.units for d in dense] == [48, 48]
-    assert model.get_layer("head_dropout_1").rate == 0.25
-    assert isinstance(model.get_layer("head_bn_0"), keras.layers.BatchNormalization)
+    assert head.get_layer("head_dropout_1").rate == 0.25
+    assert isinstance(head.get_layer("head_bn_0"), keras.layers.BatchNormalization)
     assert model.output_shape == (None, 10)
     with pytest.raises(ValueError):
-        model.get_layer("head_dense_2")
+        head.get_layer("head_dense_2")
 
 
 @pytest.mark.parametrize("depth", [0, 5, 10, 15, 20])
 def test_exactly_the_top_layers_are_trainable(model, depth):
-    opened = set_stage(model, depth)
     base = model.get_layer(BASE)
+    opened = set_stage(model, base, depth)
     trainable = [la.name for la in base.layers if la.trainable] if base.trainable else []
     top = base.layers[-depth:] if depth else []
     assert opened == [la.name for la in top] and len(opened) == depth
@@ -37,14 +38,14 @@ def test_exactly_the_top_layers_are_trainable(model, depth):
     if depth == 5:
         assert opened == ["conv5_block3_2_relu", "conv5_block3_3_conv", "conv5_block3_3_bn",
                           "conv5_block3_add", "conv5_block3_out"]
-    head = sum(len(model.get_layer(n).trainable_weights)
-               for n in ("head_dense_0", "head_bn_0", "head_dense_1", "head_bn_1", "predictions"))
+    head = len(model.get_layer(HEAD).trainable_weights)
+    assert head == 2 + 2 + 2 + 2 + 2  # two Dense+BN blocks and the softmax layer
     base_w = sum(len(la.trainable_weights) for la in base.layers[-depth:]) if depth else 0
     assert len(model.trainable_weights) == head + base_w
 
 
 def test_base_batchnorm_runs_in_inference_mode(model):
-    set_stage(model, 10)  # opens conv5_block3_1_conv .. out, including three BN layers
+    set_stage(model, model.get_layer(BASE), 10)  # opens conv5_block3_1_conv .. out, including three BN layers
     bn = model.get_layer(BASE).get_layer("conv5_block3_2_bn")
     assert not bn.trainable
     conv = model.get_layer(BASE).get_layer("conv5_block3_2_conv")

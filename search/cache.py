@@ -1,0 +1,202 @@
+"""The exact cache of the frozen part of ResNet50.
+
+In every stage the layers below the unfreeze boundary are frozen and run in inference mode, so for
+a given input image their output never changes during a study. We run that prefix once per
+(data split, image size, weights, boundary, augmentation view) and train only the suffix and the
+head on its outputs: the same maths as the full model, on the same inputs.
+
+Augmentation: each training image gets `views` seeded augmented copies (Keras' own random layers,
+seeded per view), pushed through the prefix once; each epoch draws one view per image
+(see search.feed). Validation and test use the plain image.
+
+Store: in memory, and on disk under `directory` when given (one folder per entry, written under a
+temporary name and renamed, so a partial entry is never read). Above `mem_limit_mb` entries are
+memory-mapped from disk instead of held. The key covers the data's content, the weights (file hash
+or 'imagenet'), image size, boundary layer names, view index and augmentation settings, dtype and
+library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search.config import TrainConfig
+from search.data import Data
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def weights_id(weights: str) -> str:
+    """'imagenet', 'none', or the content hash of a weights file (memoised per path and mtime)."""
+    if weights in ("imagenet",) or weights.lower() == "none":
+        return weights.lower()
+    p = Path(weights).expanduser().resolve()
+    st = p.stat()
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _FILE_HASHES[key] = "sha256:" + h.hexdigest()[:32]
+    return _FILE_HASHES[key]
+
+
+def versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__}
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    fill_seconds: float = 0.0
+
+    def copy(self) -> CacheStats:
+        return CacheStats(self.hits, self.misses, self.fill_seconds)
+
+
+class FeatureCache:
+    def __init__(self, directory: str | Path | None = None, mem_limit_mb: float = 4096,
+                 views: int = 4, dtype: str = "float32"):
+        if views < 1:
+            raise ValueError("views must be at least 1")
+        if dtype not in ("float32", "float16"):
+            raise ValueError("dtype must be float32 or float16")
+        self.directory = Path(directory) if directory else None
+        self.mem_limit = mem_limit_mb * 2**20
+        self.views, self.dtype = views, dtype
+        self._mem: dict[str, list[np.ndarray]] = {}
+        self._mem_bytes = 0
+        self.stats = CacheStats()
+
+    # ----- keys
+    def key(self, parts: dict) -> str:
+        blob = json.dumps({**parts, "dtype": self.dtype, "versions": versions()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._mem_bytes
+
+    def disk_bytes(self) -> int:
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        return sum(f.stat().st_size for f in self.directory.rglob("*.npy"))
+
+    # ----- get / put
+    def get(self, parts: dict, compute: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        k = self.key(parts)
+        if k in self._mem:
+            self.stats.hits += 1
+            return self._mem[k]
+        if self.directory is not None and (self.directory / k / "meta.json").is_file():
+            self.stats.hits += 1
+            return self._load(k)
+        self.stats.misses += 1
+        t0 = time.perf_counter()
+        arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in compute()]
+        self.stats.fill_seconds += time.perf_counter() - t0
+        if self.directory is not None:
+            self._write(k, arrays, parts)
+            if not self._fits(arrays):
+                return self._load(k)  # memory-mapped from disk
+        return self._hold(k, arrays)  # without a directory, held even over the limit
+
+    def _fits(self, arrays) -> bool:
+        return self._mem_bytes + sum(a.nbytes for a in arrays) <= self.mem_limit
+
+    def _hold(self, k: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        self._mem[k] = arrays
+        self._mem_bytes += sum(a.nbytes for a in arrays)
+        return arrays
+
+    def _load(self, k: str) -> list[np.ndarray]:
+        d = self.directory / k
+        n = json.loads((d / "meta.json").read_text())["arrays"]
+        maps = [np.load(d / f"in{i}.npy", mmap_mode="r") for i in range(n)]
+        if self._fits(maps):
+            return self._hold(k, [np.array(m) for m in maps])
+        self._mem[k] = maps  # mapped pages: the OS holds them, not our budget
+        return maps
+
+    def _write(self, k: str, arrays: list[np.ndarray], parts: dict) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{k}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp.mkdir()
+        try:
+            for i, a in enumerate(arrays):
+                np.save(tmp / f"in{i}.npy", a)
+            meta = {"arrays": len(arrays), "shapes": [list(a.shape) for a in arrays],
+                    "parts": parts}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            try:
+                os.rename(tmp, self.directory / k)  # atomic; fails if another process won
+            except OSError:
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def summary(self, since: CacheStats | None = None) -> str:
+        s = self.stats
+        h, m = (s.hits - since.hits, s.misses - since.misses) if since else (s.hits, s.misses)
+        return (f"cache {h} hits / {m} misses, {self._mem_bytes / 2**20:.0f} MiB in memory"
+                + (f", {self.disk_bytes() / 2**20:.0f} MiB on disk" if self.directory else ""))
+
+
+def augment_view(config: TrainConfig, x: np.ndarray, view: int, batch: int = 256) -> np.ndarray:
+    """View `view` of every image: Keras' augmentation layers with a seed of their own per view,
+    applied in fixed batches, so views are deterministic given (config.seed, view)."""
+    from search.model import build_augment
+
+    aug = build_augment(config.replace(seed=config.seed * 1000 + 101 * (view + 1)))
+    if not aug.layers:
+        return x.astype("float32")
+    out = [np.asarray(aug(x[i:i + batch].astype("float32"), training=True))
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out)
+
+
+def predict_boundary(prefix, x: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+    """The prefix's boundary tensors for images x, always as a list (one array per tensor)."""
+    out = prefix.predict(x.astype("float32"), batch_size=batch, verbose=0)
+    return out if isinstance(out, list) else [out]
+
+
+def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: FeatureCache):
+    """Prefix outputs for the training views and the validation images, through the cache.
+
+    Returns (train_views, val): train_views[v][j] is input j of view v, val[j] input j."""
+    from search.model import boundary, build_prefix
+
+    names = [t._keras_history.operation.name for t in boundary(base, depth)]
+    common = {"data": data.fingerprint(), "weights": weights_id(config.weights),
+              "image_size": config.image_size, "boundary": names}
+    prefix = None
+
+    def run(x):
+        nonlocal prefix
+        if prefix is None:
+            prefix = build_prefix(config, base, data.x_train.shape[1:], depth)
+        return predict_boundary(prefix, x)
+
+    val = cache.get({**common, "split": "val"}, lambda: run(data.x_val))
+    aug = {"seed": config.seed, "flip": config.aug_flip, "translate": config.aug_translate,
+           "rotate": config.aug_rotate, "zoom": config.aug_zoom}
+    views = [cache.get({**common, "split": "train", "view": v, "aug": aug},
+                       lambda v=v: run(augment_view(config, data.x_train, v)))
+             for v in range(cache.views)]
+    return views, val

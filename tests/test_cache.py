@@ -1,0 +1,155 @@
+"""The exact cache: the suffix on cached prefix outputs is the full model, and trains the same."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from helpers import tiny_data
+from search.cache import FeatureCache, augment_view, boundary_features, predict_boundary
+from search.config import TrainConfig
+from search.model import BASE, HEAD, boundary, build_cached_model, build_model, build_prefix
+from search.train import fit_stages
+
+CFG = TrainConfig(weights="none", train_samples=200, val_samples=50, head_epochs=1,
+                  unfreeze_depth=5, stage_lrs=(1e-3,), finetune_epochs=1, batch_size=32,
+                  early_stop_patience=5)
+
+
+@pytest.fixture(scope="module")
+def full():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    return build_model(CFG, (32, 32, 3), 10)
+
+
+@pytest.mark.parametrize("depth", [0, 5, 7, 10, 20, 30])
+def test_suffix_of_cached_prefix_equals_the_full_model(full, depth):
+    base, head = full.get_layer(BASE), full.get_layer(HEAD)
+    x = np.random.default_rng(depth).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    feats = predict_boundary(build_prefix(CFG, base, (32, 32, 3), depth), x)
+    cached, shapes = build_cached_model(CFG, base, head, depth)
+    assert [tuple(f.shape[1:]) for f in feats] == shapes
+    got = cached.predict(feats if len(feats) > 1 else feats[0], verbose=0)
+    want = full.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_cut_inside_a_residual_block_carries_main_path_and_shortcut(full):
+    base = full.get_layer(BASE)
+    names = [t._keras_history.operation.name for t in boundary(base, 5)]
+    assert names == ["conv5_block3_2_bn", "conv5_block2_out"]  # main path, shortcut
+    assert [t._keras_history.operation.name for t in boundary(base, 0)] == ["conv5_block3_out"]
+
+
+def trainable_after_one_fine_tuning_stage(path: str, data, views_raw):
+    """Stage 0 + one 5-layer stage on fixed views, by the full model or the cached suffix."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(CFG.seed)
+    model = build_model(CFG, (32, 32, 3), 10)
+    base = model.get_layer(BASE)
+    y = keras.utils.to_categorical(data.y_train, 10)
+    yv = keras.utils.to_categorical(data.y_val, 10)
+    if path == "full":
+        fit_model, views, val = model, [[v] for v in views_raw], [data.x_val.astype("float32")]
+    else:
+        fit_model, _ = build_cached_model(CFG, base, model.get_layer(HEAD), 5)
+        prefix = build_prefix(CFG, base, (32, 32, 3), 5)
+        views = [predict_boundary(prefix, v) for v in views_raw]
+        val = predict_boundary(prefix, data.x_val)
+    fit_stages(CFG, fit_model, base, views, y, val, yv, log=lambda *_: None)
+    top = [la for la in base.layers[-5:] if la.trainable_weights]
+    return [w.numpy() for la in top for w in la.trainable_weights] + \
+        [w.numpy() for w in model.get_layer(HEAD).trainable_weights]
+
+
+def test_training_on_the_cache_matches_training_the_full_model():
+    data = tiny_data(200, 50)
+    views = [augment_view(CFG, data.x_train, v) for v in range(2)]
+    a = trainable_after_one_fine_tuning_stage("full", data, views)
+    b = trainable_after_one_fine_tuning_stage("cached", data, views)
+    assert len(a) == len(b) == 2 + 6  # conv5_block3_3_conv (kernel, bias) + head (3 x 2)
+    for wa, wb in zip(a, b):
+        np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5)
+
+
+def test_views_are_deterministic_and_distinct():
+    data = tiny_data(200, 50)
+    v0, v0b, v1 = (augment_view(CFG, data.x_train, v) for v in (0, 0, 1))
+    np.testing.assert_array_equal(v0, v0b)
+    assert not np.array_equal(v0, v1) and not np.array_equal(v0, data.x_train)
+
+
+def fill(cache, cfg=CFG, data=None, depth=5):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    data = data or tiny_data(200, 50)
+    model = build_model(cfg, (32, 32, 3), 10)
+    return boundary_features(cfg, data, model.get_layer(BASE), depth, cache)
+
+
+def test_cache_keys_miss_on_any_change_and_hit_in_a_new_process(tmp_path, full):
+    cache = FeatureCache(tmp_path, views=2)
+    views, val = fill(cache)
+    assert (cache.stats.hits, cache.stats.misses) == (0, 3)  # val + 2 views
+    assert len(views) == 2 and len(val) == 2 and views[0][1].shape == (150, 1, 1, 2048)
+    fill(cache)
+    assert (cache.stats.hits, cache.stats.misses) == (3, 3)
+    for change in (dict(depth=10), dict(data=tiny_data(200, 50, seed=1)),
+                   dict(cfg=CFG.replace(image_size=40)), dict(cfg=CFG.replace(aug_zoom=0.2))):
+        c = FeatureCache(tmp_path, views=2)
+        fill(c, **change)
+        assert c.stats.misses >= (1 if "cfg" in change and change["cfg"].aug_zoom == 0.2 else 3)
+    w1, w2 = tmp_path / "w1.weights.h5", tmp_path / "w2.weights.h5"
+    for i, w in enumerate((w1, w2)):
+        keras.utils.set_random_seed(i)
+        keras.applications.ResNet50(include_top=False, weights=None,
+                                    input_shape=(32, 32, 3)).save_weights(w)
+    c = FeatureCache(tmp_path, views=2)
+    fill(c, cfg=CFG.replace(weights=str(w1)))
+    fill(c, cfg=CFG.replace(weights=str(w2)))
+    assert c.stats.misses == 6
+
+    code = ("import sys; sys.path[:0] = ['tests', '.']; from test_cache import fill; "
+            "from search.cache import FeatureCache; "
+            f"c = FeatureCache({str(tmp_path)!r}, views=2); fill(c); "
+            "print(c.stats.hits, c.stats.misses)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.split()[-2:] == ["3", "0"], out.stderr[-2000:]
+
+
+def test_an_interrupted_write_leaves_no_readable_entry(tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path, views=1)
+    real_save = np.save
+    calls = []
+
+    def dying_save(path, arr):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed mid-write")
+        real_save(path, arr)
+
+    monkeypatch.setattr(np, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get({"k": 1}, lambda: [np.ones((4, 2)), np.zeros((4, 3))])
+    monkeypatch.setattr(np, "save", real_save)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    fresh = FeatureCache(tmp_path, views=1)
+    got = fresh.get({"k": 1}, lambda: [np.full((4, 2), 7.0), np.zeros((4, 3))])
+    assert fresh.stats.misses == 1 and got[0][0, 0] == 7.0  # recomputed, not half-read
+    again = FeatureCache(tmp_path, views=1).get({"k": 1}, lambda: pytest.fail("must hit"))
+    np.testing.assert_array_equal(again[0], got[0])
+    meta = json.loads(next(tmp_path.glob("*/meta.json")).read_text())
+    assert meta["arrays"] == 2
+
+
+def test_memory_limit_maps_entries_from_disk(tmp_path):
+    cache = FeatureCache(tmp_path, mem_limit_mb=0.001, views=1)
+    got = cache.get({"k": 2}, lambda: [np.ones((100, 100))])
+    assert isinstance(got[0], np.memmap) and cache.memory_bytes == 0
+    np.testing.assert_array_equal(got[0], 1.0)
