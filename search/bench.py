@@ -1,0 +1,96 @@
+"""`python run_search.py bench`: the cache against the live pipeline, side by side, in one run.
+
+1. The same config (stage 0, then stages opening 5, 10, 15, 20 layers; `--stage-epochs` each, no
+   early stopping) trained without the cache and with a fresh one. Prints seconds per stage for
+   both and their ratio, the one-time cache fill and the cache's memory.
+2. Unless `--study-trials 0`: the wall time of a full study (default space, cached) plus its
+   retrain, next to what the same epochs would cost without the cache (from part 1's rate).
+Figures, not a pass/fail test: these machines are noisy, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from search.config import SEED_CONFIG, TrainConfig
+
+
+def add_parser(sub, add_data_flags) -> None:
+    p = sub.add_parser("bench", help="benchmark the frozen-part cache against the live pipeline")
+    p.add_argument("--stage-epochs", type=int, default=2,
+                   help="epochs of each timed stage (default 2)")
+    p.add_argument("--study-trials", type=int, default=50,
+                   help="trials of the timed full study (default 50; 0 skips it)")
+    p.add_argument("--space", help="space of the timed study (default: spaces/default.yaml)")
+    add_data_flags(p)
+
+
+def _per_stage(result) -> list[float]:
+    return [s.seconds for s in result.stages]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from search.cache import FeatureCache
+    from search.cli import overrides
+    from search.data import load_source, make_data
+    from search.model import check_weights
+    from search.train import train
+
+    e = args.stage_epochs
+    config = TrainConfig.load(SEED_CONFIG).replace(
+        head_epochs=e, finetune_epochs=e, unfreeze_depth=20, stage_lrs=(1e-4, 5e-5, 2e-5, 1e-5),
+        early_stop_patience=10 * e).replace(**overrides(args))
+    check_weights(config.weights)
+    data = make_data(load_source(args.data_dir), config.train_samples, config.val_samples,
+                     config.split_seed)
+    print(f"bench: {len(data.x_train)} train / {len(data.x_val)} val images at "
+          f"{config.image_size}px, weights {config.weights}, {e} epochs per stage, "
+          f"{args.aug_views} views")
+    quiet = lambda *_: None  # noqa: E731
+    live = train(config, data, log=quiet)
+    cache = FeatureCache(None, views=args.aug_views, dtype=args.cache_dtype)
+    cached = train(config, data, log=quiet, cache=cache)
+    fill = cache.stats.fill_seconds
+    print(f"\n{'stage':<7}{'layers open':>12}{'no cache (s)':>14}{'cached (s)':>12}{'ratio':>8}")
+    for s, a, b in zip(live.stages, _per_stage(live), _per_stage(cached)):
+        print(f"{s.index:<7}{s.depth:>12}{a:>14.1f}{b:>12.1f}{a / max(b, 1e-9):>8.1f}x")
+    ta, tb = sum(_per_stage(live)), sum(_per_stage(cached))
+    print(f"{'all':<7}{'':>12}{ta:>14.1f}{tb:>12.1f}{ta / max(tb, 1e-9):>8.1f}x")
+    print(f"cache fill (once per study): {fill:.1f}s; cache memory {cache.memory_bytes / 2**20:.0f} MiB"
+          f"; cached total incl. fill {tb + fill:.1f}s = {ta / (tb + fill):.1f}x faster")
+    print(f"val accuracy: no cache {live.val_accuracy:.4f}, cached {cached.val_accuracy:.4f}")
+    if args.study_trials > 0:
+        _bench_study(args, ta / sum(s.epochs for s in live.stages))
+    return 0
+
+
+def _bench_study(args: argparse.Namespace, live_s_per_epoch: float) -> None:
+    import optuna
+
+    from search.cli import main
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-study-"))
+    argv = ["search", "--trials", str(args.study_trials), "--results-dir", str(tmp),
+            "--aug-views", str(args.aug_views), "--cache-dtype", args.cache_dtype]
+    for flag in ("space", "data_dir", "weights", "train_samples", "val_samples", "image_size"):
+        v = getattr(args, flag, None)
+        if v is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(v)]
+    print(f"\nfull study: python run_search.py {' '.join(argv)}")
+    t0 = time.time()
+    main(argv)
+    wall = time.time() - t0
+    study = optuna.load_study(study_name="resnet50-cifar10",
+                              storage=f"sqlite:///{tmp / 'optuna.db'}")
+    epochs = sum(t.user_attrs.get("epochs", 0) for t in study.trials)
+    states = {}
+    for t in study.trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    print(f"full study of {len(study.trials)} trials {states} + retrain: {wall / 60:.1f} min wall; "
+          f"{epochs} trial epochs, which without the cache would take about "
+          f"{epochs * live_s_per_epoch / 60:.0f} min at the live rate above")
+    shutil.rmtree(tmp, ignore_errors=True)
