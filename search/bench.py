@@ -26,6 +26,8 @@ def add_parser(sub, add_data_flags) -> None:
     p.add_argument("--study-trials", type=int, default=50,
                    help="trials of the timed full study (default 50; 0 skips it)")
     p.add_argument("--space", help="space of the timed study (default: spaces/default.yaml)")
+    p.add_argument("--skip-float16", action="store_true",
+                   help="skip the run that stores the cache in the other dtype")
     add_data_flags(p)
 
 
@@ -63,6 +65,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"cache fill (once per study): {fill:.1f}s; cache memory {cache.memory_bytes / 2**20:.0f} MiB"
           f"; cached total incl. fill {tb + fill:.1f}s = {ta / (tb + fill):.1f}x faster")
     print(f"val accuracy: no cache {live.val_accuracy:.4f}, cached {cached.val_accuracy:.4f}")
+    if not args.skip_float16:
+        other = "float16" if args.cache_dtype == "float32" else "float32"
+        half = FeatureCache(None, views=args.aug_views, dtype=other)
+        r = train(config, data, log=quiet, cache=half)
+        print(f"cached as {other}: val accuracy {r.val_accuracy:.4f}, memory "
+              f"{half.memory_bytes / 2**20:.0f} MiB, fill {half.stats.fill_seconds:.1f}s, "
+              f"training {sum(_per_stage(r)):.1f}s")
     if args.study_trials > 0:
         _bench_study(args, ta / sum(s.epochs for s in live.stages))
     return 0
