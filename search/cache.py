@@ -83,6 +83,11 @@ class FeatureCache:
         self._mem_bytes = 0
         self.stats = CacheStats()
 
+    def args(self) -> dict:
+        """Constructor arguments: a child process opens the same store with them."""
+        return {"directory": self.directory, "mem_limit_mb": self.mem_limit / 2**20,
+                "views": self.views, "dtype": self.dtype}
+
     # ----- keys
     def key(self, parts: dict) -> str:
         blob = json.dumps({**parts, "dtype": self.dtype, "versions": versions()}, sort_keys=True)

@@ -40,9 +40,9 @@ class EpochLog(keras.callbacks.Callback):
 
 class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
-                 argv: list[str] | None = None, cache=None):
+                 argv: list[str] | None = None, cache=None, isolate: bool = False):
         self.space, self.data, self.study_dir = space, data, Path(study_dir)
-        self.verbose, self.argv, self.cache = verbose, argv, cache
+        self.verbose, self.argv, self.cache, self.isolate = verbose, argv, cache, isolate
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.space)
@@ -52,12 +52,9 @@ class Objective:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
         epochs = EpochLog()
-        callbacks = [epochs, KerasPruningCallback(trial, MONITOR)]
-        log = print if self.verbose else (lambda *_: None)
-        before = self.cache.stats.copy() if self.cache is not None else None
         try:
-            result = train(config, self.data, callbacks=callbacks, log=log, cache=self.cache,
-                           cache_depth=self.space.max_depth())
+            run = self._in_child if self.isolate else self._in_process
+            value, history, stages = run(trial, config, epochs)
         except DivergedError as e:
             trial.set_user_attr("failure", f"diverged: {e}")
             self._record_partial(trial, epochs, run_dir)
@@ -70,22 +67,47 @@ class Objective:
             self._record_partial(trial, epochs, run_dir)
             raise
         finally:
-            if self.cache is not None:
-                trial.set_user_attr("cache", self.cache.summary(before))
             keras.backend.clear_session()
             gc.collect()
-        trial.set_user_attr("stage_seconds", [s.seconds for s in result.stages])
-        trial.set_user_attr("stage_epochs", [s.epochs for s in result.stages])
-        trial.set_user_attr("stage_best_val", [s.best_val_accuracy for s in result.stages])
-        trial.set_user_attr("epochs", int(len(result.history)))
-        write_history(run_dir, result.history)
-        value = float(result.val_accuracy)
-        del result
-        gc.collect()
+        trial.set_user_attr("stage_seconds", [s["seconds"] for s in stages])
+        trial.set_user_attr("stage_epochs", [s["epochs"] for s in stages])
+        trial.set_user_attr("stage_best_val", [s["best_val_accuracy"] for s in stages])
+        trial.set_user_attr("epochs", int(len(history)))
+        write_history(run_dir, history)
         if not math.isfinite(value):
             trial.set_user_attr("failure", "no finite validation accuracy")
             raise optuna.TrialPruned("no finite validation accuracy")
         return value
+
+    def _in_process(self, trial: optuna.Trial, config, epochs: EpochLog):
+        log = print if self.verbose else (lambda *_: None)
+        before = self.cache.stats.copy() if self.cache is not None else None
+        try:
+            result = train(config, self.data, callbacks=[epochs, KerasPruningCallback(trial, MONITOR)],
+                           log=log, cache=self.cache, cache_depth=self.space.max_depth())
+        finally:
+            if self.cache is not None:
+                trial.set_user_attr("cache", self.cache.summary(before))
+        return float(result.val_accuracy), result.history, [s.__dict__ for s in result.stages]
+
+    def _in_child(self, trial: optuna.Trial, config, epochs: EpochLog):
+        from search.isolate import train_in_child
+
+        def on_epoch(epoch: int, logs: dict) -> bool:
+            epochs.on_epoch_end(epoch, logs)
+            if MONITOR in logs:
+                trial.report(logs[MONITOR], step=epoch)
+            return trial.should_prune()
+
+        msg = train_in_child(config, self.data, on_epoch,
+                             self.cache.args() if self.cache is not None else None,
+                             self.space.max_depth())
+        if msg[0] == "stopped":
+            raise optuna.TrialPruned(f"pruned at epoch {epochs.rows[-1]['epoch']}")
+        _, value, history, stages, stats = msg
+        if stats is not None:
+            trial.set_user_attr("cache", stats[2])
+        return float(value), pd.DataFrame(history), stages
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, epochs: EpochLog, run_dir: Path) -> None:

@@ -200,3 +200,14 @@ def test_export_without_any_storage_writes_nothing(tmp_path, capsys):
     assert main(["export", "--results-dir", str(tmp_path / "res")]) == 2
     assert "no study storage at" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
+
+
+def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
+    write_tiny_folders(tmp_path / "data")
+    values = []
+    for flag, name in ((["--no-isolate"], "inproc"), ([], "isolated")):
+        argv = ["search", "--trials", "1", "--no-final", "--study-name", name, *flag]
+        assert main([*argv, *common(tmp_path)]) == 0
+        t = load(tmp_path, name).trials[0]
+        values.append((t.value, t.intermediate_values, t.user_attrs["stage_best_val"]))
+    assert values[0] == values[1]
