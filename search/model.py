@@ -1,7 +1,8 @@
-"""The network: [augment] → [resize] → ResNet50 preprocessing → ResNet50 base → head.
+"""The network: [resize] → ResNet50 preprocessing → ResNet50 base → head (augmentation is put in
+front of it by train() for the live path, or baked into cached views).
 
 Every part is a named layer of one functional model, so later code can find the base
-(`model.get_layer(BASE)`), cut it at a stage's boundary, or drop the augmentation block. The base's
+(`model.get_layer(BASE)`) and cut it at a stage's boundary. The base's
 BatchNormalization layers run in inference mode at every stage, as in Keras' transfer-learning
 guide. In Keras 3 calling the base with training=False is not enough (fit's training=True reaches
 nested layers and updates their moving statistics), so BN layers of the base are kept
@@ -113,27 +114,14 @@ def build_input_stage(config: TrainConfig, input_shape: tuple):
     return inputs, ResNetPreprocess(name="preprocess")(x)
 
 
-def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
-                augment: bool = False) -> keras.Model:
+def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     """The whole classifier, taking raw 0..255 pixels of the source's size (no augmentation:
     train() puts the augment block in front of it for live augmentation)."""
     inputs, x = build_input_stage(config, input_shape)
     base = build_base(config)
     x = base(x, training=False)
     head = build_head(config, base.output.shape[1:], num_classes)
-    model = keras.Model(inputs, head(x), name="resnet50_transfer")
-    if augment:
-        aug_in = keras.Input(shape=input_shape, name="image")
-        model = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="augmented")
-    return model
-
-
-def base_of(model: keras.Model) -> keras.Model:
-    """The ResNet50 base inside a model built by build_model (augmented or not)."""
-    try:
-        return model.get_layer(BASE)
-    except ValueError:
-        return next(la for la in model.layers if isinstance(la, keras.Model)).get_layer(BASE)
+    return keras.Model(inputs, head(x), name="resnet50_transfer")
 
 
 def boundary(base: keras.Model, depth: int) -> list:
