@@ -24,6 +24,14 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIN_SIDE = 32  # ResNet50 without its top needs at least 32×32 inputs
 
 
+def content_hash(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:32]
+
+
 @dataclass
 class Source:
     """A whole source: its training pool and its test split."""
@@ -37,11 +45,8 @@ class Source:
     location: str
 
     def fingerprint(self) -> str:
-        """Content hash of the pixels and labels: names the data in caches and run records."""
-        h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()[:16]
+        """Content hash of the pixels and labels, recorded with each run."""
+        return content_hash(self.x_train, self.y_train, self.x_test, self.y_test)
 
 
 @dataclass
@@ -65,11 +70,7 @@ class Data:
 
     def fingerprint(self) -> str:
         """Content hash of the training and validation images and labels (keys the cache)."""
-        h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_val, self.y_val):
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()[:32]
+        return content_hash(self.x_train, self.y_train, self.x_val, self.y_val)
 
 
 # ----------------------------------------------------------------------------- loading

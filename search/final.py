@@ -35,9 +35,11 @@ def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainCon
 
 
 def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: str,
-            log=print, cache=None, cache_depth: int = 0) -> dict:
-    """Train `config` with seeds config.seed .. +seeds-1 on the same split; test each once."""
-    runs, best_val, best_path = [], -math.inf, None
+            log=print, cache=None, cache_depth: int = 0, model_path: Path | None = None) -> dict:
+    """Train `config` with seeds config.seed .. +seeds-1 on the same split; test each once.
+
+    With model_path, the model of the seed with the best validation accuracy is saved there."""
+    runs, best_val = [], -math.inf
     for i in range(seeds):
         cfg = config.replace(seed=config.seed + i)
         run_dir = out_dir / "final" / f"{label}_seed_{cfg.seed}"
@@ -51,8 +53,9 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
                      "per_class_accuracy": m["per_class_accuracy"],
                      "confusion_matrix": m["confusion_matrix"]})
         if result.val_accuracy > best_val:  # keep the model chosen by validation, not test
-            best_val, best_path = result.val_accuracy, run_dir / "model.keras"
-            save_model(result.model, best_path, data.class_names)
+            best_val = result.val_accuracy
+            if model_path is not None:
+                save_model(result.model, model_path, data.class_names)
     acc = np.array([r["test_accuracy"] for r in runs])
     chosen = max(runs, key=lambda r: r["val_accuracy"])
     return {
@@ -70,7 +73,6 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
                         "confusion_matrix": chosen["confusion_matrix"],
                         "class_names": list(data.class_names), "n": int(len(data.y_test))},
         "runs": runs,
-        "_model_path": str(best_path),
     }
 
 
@@ -81,9 +83,8 @@ def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
     config.save(study_dir / "best_config.yaml")
     out = {"study": study.study_name, "best_trial": best.number, "best_trial_value": best.value,
            "config": config.to_dict(),
-           **retrain(config, data, seeds, study_dir, "best", log, cache, cache_depth)}
-    Path(out.pop("_model_path")).replace(study_dir / "best_model.keras")
-    save_model_classes(study_dir, data)
+           **retrain(config, data, seeds, study_dir, "best", log, cache, cache_depth,
+                     model_path=study_dir / "best_model.keras")}
     seed_trial = next((t for t in study.get_trials(deepcopy=False)
                        if t.user_attrs.get("seed_recipe")), None)
     if seed_trial is not None:
@@ -91,7 +92,6 @@ def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
     if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
         cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
         b = retrain(cfg0, data, seeds, study_dir, "seed_recipe", log, cache, cache_depth)
-        b.pop("_model_path")
         out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
                                                 "test_accuracy_mean", "test_accuracy_std")}
     write_json(study_dir / "test_metrics.json", out)
@@ -103,7 +103,3 @@ def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
         line += (f"; seed recipe: {sr['test_accuracy_mean']:.4f} ± {sr['test_accuracy_std']:.4f}")
     log(line)
     return out
-
-
-def save_model_classes(study_dir: Path, data: Data) -> None:
-    write_json(study_dir / "classes.json", list(data.class_names))

@@ -52,10 +52,8 @@ def _child(conn, config_dict: dict, data: Data, cache_args: dict | None, cache_d
         config = TrainConfig.from_dict(config_dict)
         result = train(config, data, callbacks=[PipeReporter(conn)], log=lambda *_: None,
                        cache=cache, cache_depth=cache_depth)
-        stats = None if cache is None else (cache.stats.hits, cache.stats.misses,
-                                            cache.summary())
         conn.send(("done", result.val_accuracy, result.history.to_dict("list"),
-                   [s.__dict__ for s in result.stages], stats))
+                   [s.__dict__ for s in result.stages], cache and cache.summary()))
     except StopRequested:
         conn.send(("stopped",))
     except DivergedError as e:
@@ -76,7 +74,7 @@ def train_in_child(config: TrainConfig, data: Data, on_epoch, cache_args: dict |
                    cache_depth: int):
     """Run train() in a fresh process. on_epoch(epoch, logs) -> True to stop (prune).
 
-    Returns ("done", val_accuracy, history dict, stages, cache stats) or ("stopped",);
+    Returns ("done", val_accuracy, history dict, stages, cache summary) or ("stopped",);
     raises DivergedError or ChildFailed as the child reports."""
     ctx = mp.get_context("spawn")  # fork after TensorFlow has started is unsafe
     parent, child = ctx.Pipe()

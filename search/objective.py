@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 from optuna_integration import KerasPruningCallback
 
+from search.config import write_atomic
 from search.data import Data
 from search.errors import DivergedError
 from search.optuna_space import suggest
@@ -104,19 +105,13 @@ class Objective:
                              self.space.max_depth())
         if msg[0] == "stopped":
             raise optuna.TrialPruned(f"pruned at epoch {epochs.rows[-1]['epoch']}")
-        _, value, history, stages, stats = msg
-        if stats is not None:
-            trial.set_user_attr("cache", stats[2])
+        _, value, history, stages, cache_summary = msg
+        if cache_summary is not None:
+            trial.set_user_attr("cache", cache_summary)
         return float(value), pd.DataFrame(history), stages
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, epochs: EpochLog, run_dir: Path) -> None:
         trial.set_user_attr("epochs", len(epochs.rows))
-        if epochs.rows:
-            write_history_partial(run_dir, epochs.rows)
-
-
-def write_history_partial(run_dir: Path, rows: list[dict]) -> None:
-    from search.config import write_atomic
-
-    write_atomic(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
+        if epochs.rows:  # no stage columns yet, so a table without the curves plot
+            write_atomic(run_dir / "history.csv", pd.DataFrame(epochs.rows).to_csv(index=False))

@@ -57,9 +57,7 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
             raise UserError(f"cannot create the study storage {url} ({e.strerror}); pass "
                             "--storage or --results-dir with a writable location.") from None
         kwargs = {"connect_args": {"timeout": 60}}  # wait on another process's write lock
-    elif url.startswith("postgresql"):
-        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    elif url.startswith("mysql"):
+    elif url.startswith(("postgresql", "mysql")):  # fail fast on an unreachable server
         kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)

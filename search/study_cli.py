@@ -96,8 +96,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test images")
     print(dashboard_hint(url))
-    resume = [Path(sys.executable).name, "run_search.py", *sys.argv[1:]] if sys.argv[1:] else \
-        [Path(sys.executable).name, "run_search.py"]
+    resume = [Path(sys.executable).name, "run_search.py", *sys.argv[1:]]
     cache = make_cache(args)
     if cache is not None and cache.directory is None and not args.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every trial; "
