@@ -34,6 +34,7 @@ from search.config import TrainConfig
 from search.data import Data
 
 _FILE_HASHES: dict[tuple, str] = {}
+FORMAT = 2  # bump when the way entries are computed changes (2: bridged from the deep boundary)
 
 
 def weights_id(weights: str) -> str:
@@ -90,7 +91,7 @@ class FeatureCache:
 
     # ----- keys
     def key(self, parts: dict) -> str:
-        blob = json.dumps({**parts, "dtype": self.dtype, "versions": versions()}, sort_keys=True)
+        blob = json.dumps({**parts, "dtype": self.dtype, "versions": versions(), "format": FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     @property
@@ -175,33 +176,54 @@ def augment_view(config: TrainConfig, x: np.ndarray, view: int, batch: int = 256
     return np.concatenate(out)
 
 
-def predict_boundary(prefix, x: np.ndarray, batch: int = 256) -> list[np.ndarray]:
-    """The prefix's boundary tensors for images x, always as a list (one array per tensor)."""
-    out = prefix.predict(x.astype("float32"), batch_size=batch, verbose=0)
+def predict_boundary(prefix, x, batch: int = 256) -> list[np.ndarray]:
+    """The boundary tensors that `prefix` (a prefix or a bridge) makes from x (images, or a list
+    of boundary arrays), always as a list (one array per tensor)."""
+    x = [np.asarray(a, "float32") for a in x] if isinstance(x, list) else x.astype("float32")
+    out = prefix.predict(x[0] if isinstance(x, list) and len(x) == 1 else x, batch_size=batch,
+                         verbose=0)
     return out if isinstance(out, list) else [out]
 
 
-def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: FeatureCache):
-    """Prefix outputs for the training views and the validation images, through the cache.
+def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: FeatureCache,
+                      source_depth: int | None = None):
+    """Prefix outputs at the boundary of the top `depth` layers for the training views and the
+    validation images, through the cache.
+
+    With `source_depth` > depth, an entry that misses is computed from the (cached) boundary at
+    `source_depth` through the frozen layers in between (search.model.build_bridge) rather than
+    from the images: a study fills one deep cache from the images, then each stage's shallower
+    boundary from it, for a fraction of the cost. The key records the source.
 
     Returns (train_views, val): train_views[v][j] is input j of view v, val[j] input j."""
-    from search.model import boundary, build_prefix
+    from search.model import boundary, build_bridge, build_prefix
 
-    names = [t._keras_history.operation.name for t in boundary(base, depth)]
+    def names(d):
+        return [t._keras_history.operation.name for t in boundary(base, d)]
+
     common = {"data": data.fingerprint(), "weights": weights_id(config.weights),
-              "image_size": config.image_size, "boundary": names}
-    prefix = None
-
-    def run(x):
-        nonlocal prefix
-        if prefix is None:
-            prefix = build_prefix(config, base, data.x_train.shape[1:], depth)
-        return predict_boundary(prefix, x)
-
-    val = cache.get({**common, "split": "val"}, lambda: run(data.x_val))
+              "image_size": config.image_size, "boundary": names(depth)}
+    deep = source_depth is not None and source_depth > depth
+    if deep:
+        common["from"] = names(source_depth)
     aug = {"seed": config.seed, "flip": config.aug_flip, "translate": config.aug_translate,
            "rotate": config.aug_rotate, "zoom": config.aug_zoom}
+    built = {}
+
+    def run(images, view):
+        """One entry's arrays, from the deeper boundary when there is one, else from images."""
+        if deep:
+            if "bridge" not in built:
+                built["bridge"] = build_bridge(base, source_depth, depth)
+                built["source"] = boundary_features(config, data, base, source_depth, cache)
+            train, val = built["source"]
+            return predict_boundary(built["bridge"], val if view is None else train[view])
+        if "prefix" not in built:
+            built["prefix"] = build_prefix(config, base, data.x_train.shape[1:], depth)
+        return predict_boundary(built["prefix"], images() if view is not None else data.x_val)
+
+    val = cache.get({**common, "split": "val"}, lambda: run(None, None))
     views = [cache.get({**common, "split": "train", "view": v, "aug": aug},
-                       lambda v=v: run(augment_view(config, data.x_train, v)))
+                       lambda v=v: run(lambda: augment_view(config, data.x_train, v), v))
              for v in range(cache.views)]
     return views, val

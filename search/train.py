@@ -83,16 +83,18 @@ class StageCosine(keras.callbacks.Callback):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Remembers the weights of the best val_accuracy epoch across every fit it is passed to."""
+    """Remembers `owner`'s weights at the best val_accuracy epoch across every fit it is passed
+    to (each stage may fit a different model that shares its layers with `owner`)."""
 
-    def __init__(self):
+    def __init__(self, owner: keras.Model):
         super().__init__()
+        self.owner = owner
         self.best, self.weights, self.epoch = -math.inf, None, -1
 
     def on_epoch_end(self, epoch, logs=None):
         v = (logs or {}).get("val_accuracy")
         if v is not None and np.isfinite(v) and v > self.best:
-            self.best, self.epoch, self.weights = float(v), epoch, self.model.get_weights()
+            self.best, self.epoch, self.weights = float(v), epoch, self.owner.get_weights()
 
 
 def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) -> None:
@@ -129,18 +131,25 @@ def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed:
             yield (tuple(xs) if n_inputs > 1 else xs[0]), y[idx]
 
 
-def fit_stages(config: TrainConfig, model: keras.Model, base: keras.Model, views, y_train,
-               val_x, y_val, callbacks=(), verbose: int = 0, log=print, depths=None):
-    """Run stage 0..k on `model` (full or cached); returns (history rows, stage records, KeepBest)."""
+def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage_inputs, y_train,
+               y_val, callbacks=(), verbose: int = 0, log=print, depths=None):
+    """Run stages 0..k; returns (history rows, stage records, KeepBest). `owner` is the inference
+    model, left holding the best epoch's weights.
+
+    stage_inputs(depth) -> (fit_model, train_views, val_inputs): what a stage opening `depth`
+    layers trains, e.g. the live-augmenting full model on images, or that stage's own suffix on
+    its own cached boundary tensors. Every fit_model shares its layers with `owner`."""
     lrs = [config.head_lr, *config.stage_lrs]
     epochs = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
     depths = config.stage_depths() if depths is None else depths
-    keep = KeepBest()
+    keep = KeepBest(owner)
     stages: list[StageRecord] = []
     rows: list[dict] = []
     epoch = 0
-    val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
     for k, depth in enumerate(depths):
+        t0 = time.perf_counter()
+        model, views, val_x = stage_inputs(depth)
+        val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
         set_stage(model, base, depth)
         if config.weight_decay > 0:
             opt = keras.optimizers.AdamW(lrs[k], weight_decay=config.weight_decay)
@@ -161,7 +170,6 @@ def fit_stages(config: TrainConfig, model: keras.Model, base: keras.Model, views
         cbs = [keras.callbacks.TerminateOnNaN(), StageCosine(epoch, epochs[k]), plateau, stop,
                keep, *callbacks]
         stream = batches(views, y_train, config.batch_size, config.seed, epoch, epochs[k])
-        t0 = time.perf_counter()
         h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
                       epochs=epoch + epochs[k], initial_epoch=epoch, validation_data=val,
                       validation_batch_size=256, shuffle=False, callbacks=cbs, verbose=verbose)
@@ -181,7 +189,7 @@ def fit_stages(config: TrainConfig, model: keras.Model, base: keras.Model, views
             f"{rec.best_val_accuracy:.4f}{' (early stop)' if rec.stopped_early else ''}")
         epoch += n_run
     if keep.weights is not None:
-        model.set_weights(keep.weights)
+        owner.set_weights(keep.weights)
     return rows, stages, keep
 
 
@@ -189,9 +197,10 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
           log=print, cache=None, cache_depth: int = 0) -> TrainResult:
     """Train one config on one split. `callbacks` are added to every stage's fit.
 
-    With `cache` (a search.cache.FeatureCache), the frozen prefix below depth
-    max(cache_depth, unfreeze_depth) is computed once per view and reused; without it the full
-    network runs on live, freshly augmented images every epoch."""
+    With `cache` (a search.cache.FeatureCache), each stage trains only its own open layers and the
+    head, on the cached boundary tensors of its own depth: those are filled once per study from the
+    images at depth max(cache_depth, unfreeze_depth), and each shallower boundary from that one.
+    Without it the full network runs on live, freshly augmented images every epoch."""
     t_start = time.perf_counter()
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
@@ -203,15 +212,20 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
     base = model.get_layer(BASE)
     if cache is None:
         aug_in = keras.Input(shape=data.x_train.shape[1:], name="image")
-        fit_model = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="live_augment")
-        views, val_x = [[data.x_train]], [data.x_val.astype("float32")]
+        live = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="live_augment")
+        inputs = (live, [[data.x_train]], [data.x_val.astype("float32")])
+
+        def stage_inputs(depth):
+            return inputs
     else:
         from search.cache import boundary_features
 
-        depth = max(cache_depth, config.unfreeze_depth)
-        fit_model, _ = build_cached_model(config, base, model.get_layer(HEAD), depth)
-        views, val_x = boundary_features(config, data, base, depth, cache)
-    rows, stages, keep = fit_stages(config, fit_model, base, views, y_train, val_x, y_val,
+        source = max(cache_depth, config.unfreeze_depth)
+
+        def stage_inputs(depth):
+            fit_model, _ = build_cached_model(config, base, model.get_layer(HEAD), depth)
+            return (fit_model, *boundary_features(config, data, base, depth, cache, source))
+    rows, stages, keep = fit_stages(config, model, base, stage_inputs, y_train, y_val,
                                     callbacks, verbose, log)
     history = pd.DataFrame(rows)
     return TrainResult(keep.best if keep.weights is not None else float("nan"), history, stages,
