@@ -91,7 +91,8 @@ class FeatureCache:
 
     # ----- keys
     def key(self, parts: dict) -> str:
-        blob = json.dumps({**parts, "dtype": self.dtype, "versions": versions(), "format": FORMAT}, sort_keys=True)
+        blob = json.dumps({**parts, "dtype": self.dtype, "versions": versions(), "format": FORMAT},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     @property

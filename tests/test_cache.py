@@ -12,8 +12,7 @@ from conftest import ROOT
 from helpers import tiny_data
 from search.cache import FeatureCache, augment_view, boundary_features, predict_boundary
 from search.config import TrainConfig
-from search.model import (BASE, HEAD, boundary, build_bridge, build_cached_model, build_model,
-                          build_prefix)
+from search.model import BASE, HEAD, boundary, build_bridge, build_cached_model, build_model, build_prefix
 from search.train import fit_stages
 
 CFG = TrainConfig(weights="none", train_samples=200, val_samples=50, head_epochs=1,
