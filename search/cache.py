@@ -10,8 +10,10 @@ seeded per view), pushed through the prefix once; each epoch draws one view per 
 (see search.feed). Validation and test use the plain image.
 
 Store: in memory, and on disk under `directory` when given (one folder per entry, written under a
-temporary name and renamed, so a partial entry is never read). Above `mem_limit_mb` entries are
-memory-mapped from disk instead of held. The key covers the data's content, the weights (file hash
+temporary name and renamed, so a partial entry is never read). Entries read from disk are
+memory-mapped (no copy: a trial's child process starts in a fraction of a second and all processes
+share one copy in the OS page cache); entries computed here are held in memory up to
+`mem_limit_mb` and mapped from disk beyond it. The key covers the data's content, the weights (file hash
 or 'imagenet'), image size, boundary layer names, view index and augmentation settings, dtype and
 library versions.
 """
@@ -132,12 +134,12 @@ class FeatureCache:
         return arrays
 
     def _load(self, k: str) -> list[np.ndarray]:
+        """An entry on disk, memory-mapped: its pages live in the OS page cache, shared by every
+        process on the machine (isolated trials, other workers) and outside our budget."""
         d = self.directory / k
         n = json.loads((d / "meta.json").read_text())["arrays"]
         maps = [np.load(d / f"in{i}.npy", mmap_mode="r") for i in range(n)]
-        if self._fits(maps):
-            return self._hold(k, [np.array(m) for m in maps])
-        self._mem[k] = maps  # mapped pages: the OS holds them, not our budget
+        self._mem[k] = maps
         return maps
 
     def _write(self, k: str, arrays: list[np.ndarray], parts: dict) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from search.config import SEED_CONFIG, TrainConfig
 from search.errors import UserError
 
-COMMANDS = ("search", "train", "export", "evaluate", "predict", "dashboard", "bench")
+COMMANDS = ("search", "train", "export", "evaluate", "predict", "dashboard", "bench", "report",
+            "finalize")
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -39,7 +40,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="on-disk cache shared by runs, resumes and workers "
                    "(default: <results-dir>/cache; 'none' keeps it in memory only)")
     g.add_argument("--cache-mem", type=float, default=4096,
-                   help="MiB of cache held in memory; beyond it entries are memory-mapped from disk")
+                   help="MiB of newly computed cache held in process memory (default 4096); beyond "
+                        "it, and whenever read back from disk, entries are memory-mapped")
     g.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32",
                    help="storage type of cached tensors (default float32)")
 
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     add_data_flags(p)
 
-    study_cli.add_other_parsers(sub)
+    study_cli.add_other_parsers(sub, add_data_flags)
     bench.add_parser(sub, add_data_flags)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a "

@@ -21,12 +21,16 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
             "class_names": list(class_names)}
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, class_names, batch_size: int = 256) -> dict:
+def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     expected = tuple(model.input_shape[1:])
     if tuple(x.shape[1:]) != expected:
         raise DataError(f"the test images are {x.shape[1:]} but the model takes {expected}; "
                         "evaluate with the data source the model was trained on.")
-    probs = model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+    return model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, class_names, batch_size: int = 256) -> dict:
+    probs = predict_probs(model, x, batch_size)
     return metrics(np.asarray(y), probs.argmax(axis=1), class_names)
 
 

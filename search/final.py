@@ -4,6 +4,8 @@ Writes into the study's results folder:
   best_config.yaml   the best trial's full config (what `train --config` reads)
   best_model.keras   the retrained model with the highest *validation* accuracy
   test_metrics.json  test accuracy per seed, mean ± std, per-class accuracy, confusion matrix
+  misclassified.npz  the saved model's most confident test mistakes (images, true, predicted,
+                     confidence), for the report's grid
   final/seed_<s>/    each retrain's history and curves
 The test set is only ever scored here, after every choice has been made on validation data.
 """
@@ -20,8 +22,10 @@ from optuna.trial import TrialState
 from search.config import TrainConfig
 from search.data import Data
 from search.errors import UserError
-from search.evaluate import evaluate, format_metrics
+from search.evaluate import format_metrics, metrics, predict_probs
 from search.outputs import save_model, write_history, write_json, write_start
+
+MISTAKES = 32  # test mistakes kept for the report
 from search.train import train
 
 
@@ -47,7 +51,8 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
         log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
         result = train(cfg, data, log=log, cache=cache, cache_depth=cache_depth)
         write_history(run_dir, result.history)
-        m = evaluate(result.model, data.x_test, data.y_test, data.class_names)
+        probs = predict_probs(result.model, data.x_test)
+        m = metrics(np.asarray(data.y_test), probs.argmax(axis=1), data.class_names)
         runs.append({"seed": cfg.seed, "val_accuracy": result.val_accuracy,
                      "test_accuracy": m["accuracy"], "seconds": round(result.seconds, 1),
                      "per_class_accuracy": m["per_class_accuracy"],
@@ -56,6 +61,7 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
             best_val = result.val_accuracy
             if model_path is not None:
                 save_model(result.model, model_path, data.class_names)
+                save_mistakes(model_path.with_name("misclassified.npz"), data, probs)
     acc = np.array([r["test_accuracy"] for r in runs])
     chosen = max(runs, key=lambda r: r["val_accuracy"])
     return {
@@ -74,6 +80,18 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
                         "class_names": list(data.class_names), "n": int(len(data.y_test))},
         "runs": runs,
     }
+
+
+def save_mistakes(path: Path, data: Data, probs: np.ndarray, n: int = MISTAKES) -> None:
+    """The n most confident wrong predictions on the test set, written atomically."""
+    pred, y = probs.argmax(axis=1), np.asarray(data.y_test)
+    wrong = np.flatnonzero(pred != y)
+    conf = probs[wrong, pred[wrong]]
+    idx = wrong[np.argsort(-conf, kind="stable")[:n]]
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, images=data.x_test[idx], index=idx, true=y[idx], pred=pred[idx],
+                        confidence=probs[idx, pred[idx]], class_names=np.array(data.class_names))
+    tmp.replace(path)
 
 
 def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,

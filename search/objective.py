@@ -4,6 +4,8 @@ Optuna reaches training only through Keras callbacks (pruning). What a trial lea
   user attrs  config (the full resolved TrainConfig), stage_seconds, stage_epochs, stage_best_val,
               epochs, run_dir, and failure (why a trial was pruned for divergence or failed)
   files       <study dir>/trials/<number>/{config.yaml,command.txt,history.csv,curves.png}
+  note        an optuna-dashboard note on every finished trial: outcome, and per stage the layers
+              open, LR, epochs, seconds, best val accuracy and why it stopped
 """
 
 from __future__ import annotations
@@ -39,6 +41,28 @@ class EpochLog(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
 
 
+def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
+         epochs: int | None = None) -> None:
+    """An optuna-dashboard note on the trial (markdown): outcome, then a table of its stages."""
+    lines = [outcome]
+    if epochs is not None:
+        lines.append(f"\n{epochs} epochs ran before it stopped.")
+    if stages:
+        lines += ["", f"{sum(s['epochs'] for s in stages)} epochs in "
+                  f"{sum(s['seconds'] for s in stages):.1f} s", "",
+                  "| stage | layers open | LR | epochs | seconds | best val acc | stopped by |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {s['index']} | {s['depth']} | {s['lr']:.2e} | {s['epochs']} | "
+                  f"{s['seconds']:.1f} | {s['best_val_accuracy']:.4f} | "
+                  f"{'early stopping' if s['stopped_early'] else 'epoch budget'} |" for s in stages]
+    try:
+        import optuna_dashboard
+
+        optuna_dashboard.save_note(trial, "\n".join(lines))
+    except Exception as e:  # a note must never fail a trial
+        print(f"  (note not saved: {type(e).__name__}: {e})")
+
+
 class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
                  argv: list[str] | None = None, cache=None, isolate: bool = False):
@@ -59,13 +83,17 @@ class Objective:
         except DivergedError as e:
             trial.set_user_attr("failure", f"diverged: {e}")
             self._record_partial(trial, epochs, run_dir)
+            note(trial, f"**pruned: diverged**: {e}", epochs=len(epochs.rows))
             raise optuna.TrialPruned(f"diverged: {e}") from None
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as e:
             self._record_partial(trial, epochs, run_dir)
+            note(trial, f"**pruned** by the pruner ({e}): its val accuracy was behind earlier "
+                 "trials at the same epoch", epochs=len(epochs.rows))
             raise
         except Exception as e:
             trial.set_user_attr("failure", f"{type(e).__name__}: {e}"[:1000])
             self._record_partial(trial, epochs, run_dir)
+            note(trial, f"**failed**: {type(e).__name__}: {e}"[:1000], epochs=len(epochs.rows))
             raise
         finally:
             keras.backend.clear_session()
@@ -77,8 +105,26 @@ class Objective:
         write_history(run_dir, history)
         if not math.isfinite(value):
             trial.set_user_attr("failure", "no finite validation accuracy")
+            note(trial, "**pruned**: no finite validation accuracy", stages=stages)
             raise optuna.TrialPruned("no finite validation accuracy")
+        note(trial, f"**complete**: best val accuracy {value:.4f}", stages=stages)
+        self._upload(trial, run_dir)
         return value
+
+    def _upload(self, trial: optuna.Trial, run_dir: Path) -> None:
+        """The trial's curves and history as Optuna artifacts (while it runs: Optuna attaches
+        files only to a running trial), for optuna-dashboard --artifact-dir."""
+        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+        from search.report import artifact_dir
+
+        store_dir = artifact_dir(self.study_dir)
+        store_dir.mkdir(parents=True, exist_ok=True)
+        store = FileSystemArtifactStore(str(store_dir))
+        for name in ("curves.png", "history.csv"):
+            if (run_dir / name).is_file():
+                upload_artifact(artifact_store=store, file_path=str(run_dir / name),
+                                study_or_trial=trial)
 
     def _in_process(self, trial: optuna.Trial, config, epochs: EpochLog):
         log = print if self.verbose else (lambda *_: None)

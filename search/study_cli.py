@@ -42,11 +42,24 @@ def add_search_parser(sub, add_data_flags) -> None:
     add_data_flags(p)
 
 
-def add_other_parsers(sub) -> None:
+def add_other_parsers(sub, add_data_flags) -> None:
+    p = sub.add_parser("finalize", help="retrain and test the best trial's config and write the "
+                       "report (after workers ran with --no-final)")
+    p.add_argument("--retrain-seeds", type=int, default=1,
+                   help="retrain the best config with this many seeds (3 gives mean ± std)")
+    p.add_argument("--test-baseline", action="store_true", help="also retrain and test the "
+                   "seed recipe (trial 0)")
+    add_study_flags(p, results=False)
+    add_data_flags(p)
+
     p = sub.add_parser("export", help="write the best trial's full config (train --config reads it)")
     add_study_flags(p)
     p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format")
     p.add_argument("--out", help="file to write (default: print to stdout)")
+
+    p = sub.add_parser("report", help="write <results-dir>/<study>/report/ (index.html, figures, "
+                       "trials.csv) and upload the best trial's files as Optuna artifacts")
+    add_study_flags(p)
 
     p = sub.add_parser("dashboard", help="start optuna-dashboard on the study storage")
     add_study_flags(p)
@@ -58,8 +71,9 @@ def storage_url(args) -> str:
     return args.storage or default_storage(args.results_dir)
 
 
-def dashboard_hint(url: str) -> str:
-    return f"dashboard: optuna-dashboard {safe_url(url)}"
+def dashboard_hint(url: str, study_dir: Path | None = None) -> str:
+    extra = f" --artifact-dir {study_dir / 'artifacts'}" if study_dir is not None else ""
+    return f"dashboard: optuna-dashboard {safe_url(url)}{extra}"
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -95,7 +109,7 @@ def cmd_search(args: argparse.Namespace) -> int:
           f" in {safe_url(url)}; space {space.path}; sampler {args.sampler}, pruner {args.pruner}")
     print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test images")
-    print(dashboard_hint(url))
+    print(dashboard_hint(url, study_dir))
     resume = [Path(sys.executable).name, "run_search.py", *sys.argv[1:]]
     cache = make_cache(args)
     if cache is not None and cache.directory is None and not args.no_isolate:
@@ -103,6 +117,7 @@ def cmd_search(args: argparse.Namespace) -> int:
               "give --cache-dir a folder, or pass --no-isolate.")
     objective = Objective(space, data, study_dir, verbose=args.verbose, cache=cache,
                           isolate=not args.no_isolate)
+    study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     run(study, objective, args.trials, args.timeout, resume)
     from optuna.trial import TrialState
 
@@ -112,11 +127,54 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("no trial completed, so there is no best config to retrain.")
     else:
         print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
-    if not args.no_final and best is not None:
-        finalize(study, data, study_dir, args.retrain_seeds, args.test_baseline,
-                 cache=cache, cache_depth=space.max_depth())
+    if not args.no_final:
+        if best is not None:
+            finalize(study, data, study_dir, args.retrain_seeds, args.test_baseline,
+                     cache=cache, cache_depth=space.max_depth())
+        _report(study, study_dir)
     print(f"outputs: {study_dir}")
-    print(dashboard_hint(url))
+    print(dashboard_hint(url, study_dir))
+    return 0
+
+
+def _report(study, study_dir: Path) -> None:
+    from search.report import make_report
+
+    print(f"report: {make_report(study, study_dir)}")
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    """Retrain and test the best trial's config, then write the report: the one process that
+    does this after workers ran with --no-final."""
+    from search.cli import make_cache, overrides
+    from search.data import load_source, make_data
+    from search.errors import UserError
+    from search.final import best_config, finalize
+    from search.model import check_weights
+    from search.study import load_existing, open_storage
+
+    if args.retrain_seeds < 1:
+        raise UserError("--retrain-seeds must be at least 1.")
+    url = storage_url(args)
+    study = load_existing(args.study_name, open_storage(url, create=False), url)
+    _, config = best_config(study)
+    config = config.replace(**overrides(args))
+    check_weights(config.weights)
+    data = make_data(load_source(args.data_dir), config.train_samples, config.val_samples,
+                     config.split_seed)
+    study_dir = Path(args.results_dir) / args.study_name
+    finalize(study, data, study_dir, args.retrain_seeds, args.test_baseline, cache=make_cache(args),
+             cache_depth=int(study.user_attrs.get("cache_depth", config.unfreeze_depth)))
+    _report(study, study_dir)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.study import load_existing, open_storage
+
+    url = storage_url(args)
+    study = load_existing(args.study_name, open_storage(url, create=False), url)
+    _report(study, Path(args.results_dir) / args.study_name)
     return 0
 
 
@@ -146,9 +204,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     url = storage_url(args)
     storage = open_storage(url, create=False)
     load_existing(args.study_name, storage, url)
-    print(f"optuna-dashboard on http://{args.host}:{args.port} for {safe_url(url)} (Ctrl-C stops)")
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from search.report import artifact_dir
+
+    art = artifact_dir(Path(args.results_dir) / args.study_name)
+    store = FileSystemArtifactStore(str(art)) if art.is_dir() else None
+    print(f"optuna-dashboard on http://{args.host}:{args.port} for {safe_url(url)}"
+          f"{f' with artifacts from {art}' if store else ''} (Ctrl-C stops)")
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0
 
 
-HANDLERS = {"search": cmd_search, "export": cmd_export, "dashboard": cmd_dashboard}
+HANDLERS = {"search": cmd_search, "export": cmd_export, "dashboard": cmd_dashboard,
+            "report": cmd_report, "finalize": cmd_finalize}

@@ -83,18 +83,24 @@ class StageCosine(keras.callbacks.Callback):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Remembers `owner`'s weights at the best val_accuracy epoch across every fit it is passed
-    to (each stage may fit a different model that shares its layers with `owner`)."""
+    """Remembers `variables` at the best val_accuracy epoch across every fit it is passed to
+    (each stage may fit a different model; all share these variables)."""
 
-    def __init__(self, owner: keras.Model):
+    def __init__(self, variables: list):
         super().__init__()
-        self.owner = owner
+        self.variables = variables
         self.best, self.weights, self.epoch = -math.inf, None, -1
 
     def on_epoch_end(self, epoch, logs=None):
         v = (logs or {}).get("val_accuracy")
         if v is not None and np.isfinite(v) and v > self.best:
-            self.best, self.epoch, self.weights = float(v), epoch, self.owner.get_weights()
+            self.best, self.epoch = float(v), epoch
+            self.weights = [keras.ops.convert_to_numpy(w) for w in self.variables]
+
+    def restore(self) -> None:
+        if self.weights is not None:
+            for var, w in zip(self.variables, self.weights):
+                var.assign(w)
 
 
 def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) -> None:
@@ -142,7 +148,10 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
     lrs = [config.head_lr, *config.stage_lrs]
     epochs = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
     depths = config.stage_depths() if depths is None else depths
-    keep = KeepBest(owner)
+    # Only the head and the layers some stage opens can change; copying just those keeps a
+    # stage-0 epoch on cached features from paying for a copy of all of ResNet50.
+    movable = [owner.get_layer(HEAD), *base.layers[len(base.layers) - max(depths):]]
+    keep = KeepBest([w for layer in movable for w in layer.weights])
     stages: list[StageRecord] = []
     rows: list[dict] = []
     epoch = 0
@@ -188,8 +197,7 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
             f"{secs:.1f}s ({secs / max(n_run, 1):.1f}s/epoch), best val_accuracy "
             f"{rec.best_val_accuracy:.4f}{' (early stop)' if rec.stopped_early else ''}")
         epoch += n_run
-    if keep.weights is not None:
-        owner.set_weights(keep.weights)
+    keep.restore()
     return rows, stages, keep
 
 

@@ -211,3 +211,23 @@ def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
         t = load(tmp_path, name).trials[0]
         values.append((t.value, t.intermediate_values, t.user_attrs["stage_best_val"]))
     assert values[0] == values[1]
+
+
+def test_a_search_ends_with_its_report_notes_and_trial_artifacts(searched):
+    from optuna.artifacts import get_all_artifact_meta
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    study = load(searched)
+    report = searched / "res" / DEFAULT_STUDY / "report"
+    for f in ("index.html", "trials.csv", "optimization_history.png", "confusion_matrix.png",
+              "misclassified.png", "top5_curves.png"):
+        assert (report / f).is_file(), f
+    attrs = study._storage.get_study_system_attrs(study._study_id)  # where notes are kept
+    for t in study.trials:
+        note = get_note_from_system_attrs(attrs, t._trial_id)["body"]
+        assert note.startswith("**complete**" if t.state == TrialState.COMPLETE else "**pruned")
+    best = study.best_trial
+    assert "| 0 | 0 |" in get_note_from_system_attrs(attrs, best._trial_id)["body"]
+    names = {m.filename for m in get_all_artifact_meta(best, storage=study._storage)}
+    assert names == {"curves.png", "history.csv"}
+    assert "best_model.keras" in {m.filename for m in get_all_artifact_meta(study)}
