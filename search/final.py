@@ -24,9 +24,9 @@ from search.data import Data
 from search.errors import UserError
 from search.evaluate import format_metrics, metrics, predict_probs
 from search.outputs import save_model, write_history, write_json, write_start
+from search.train import train
 
 MISTAKES = 32  # test mistakes kept for the report
-from search.train import train
 
 
 def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
