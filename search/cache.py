@@ -204,7 +204,10 @@ def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: 
     def names(d):
         return [t._keras_history.operation.name for t in boundary(base, d)]
 
-    common = {"data": data.fingerprint(), "weights": weights_id(config.weights),
+    weights = weights_id(config.weights)
+    if weights == "none":  # random weights: drawn from the seed
+        weights = f"none:seed={config.seed}"
+    common = {"data": data.fingerprint(), "weights": weights,
               "image_size": config.image_size, "boundary": names(depth)}
     deep = source_depth is not None and source_depth > depth
     if deep:

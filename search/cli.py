@@ -15,7 +15,7 @@ from search.config import SEED_CONFIG, TrainConfig
 from search.errors import UserError
 
 COMMANDS = ("search", "train", "export", "evaluate", "predict", "dashboard", "bench", "report",
-            "finalize")
+            "finalize", "compare")
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -66,7 +66,7 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from search import bench, study_cli
+    from search import bench, compare, study_cli
 
     parser = argparse.ArgumentParser(
         prog="run_search.py",
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     study_cli.add_other_parsers(sub, add_data_flags)
     bench.add_parser(sub, add_data_flags)
+    compare.add_parser(sub, add_data_flags)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a "
                        "saved model on a source's test split")
@@ -176,14 +177,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from search import bench, study_cli
+    from search import bench, compare, study_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["search", *argv]
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "bench": bench.cmd_bench, **study_cli.HANDLERS}
+                "bench": bench.cmd_bench, "compare": compare.cmd_compare, **study_cli.HANDLERS}
     try:
         return handlers[args.command](args)
     except UserError as e:

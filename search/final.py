@@ -96,25 +96,39 @@ def save_mistakes(path: Path, data: Data, probs: np.ndarray, n: int = MISTAKES) 
 
 def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
              baseline: bool = False, log=print, cache=None, cache_depth: int = 0) -> dict:
+    """The Optuna study's best trial: retrained, tested, written (see finalize_config)."""
     best, config = best_config(study)
-    log(f"best trial {best.number}: val_accuracy {best.value:.4f}; retraining {seeds}x")
+    seed_trial = next((t for t in study.get_trials(deepcopy=False)
+                       if t.user_attrs.get("seed_recipe")), None)
+    cfg0 = None
+    if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
+        cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
+    return finalize_config(study.study_name, best.number, best.value, config, data, study_dir,
+                           seeds, log, cache, cache_depth, baseline_config=cfg0,
+                           seed_value=seed_trial.value if seed_trial is not None else None)
+
+
+def finalize_config(name: str, number: int, value: float, config: TrainConfig, data: Data,
+                    study_dir: Path, seeds: int = 1, log=print, cache=None, cache_depth: int = 0,
+                    baseline_config: TrainConfig | None = None,
+                    seed_value: float | None = None) -> dict:
+    """Retrain the best config over seeds, test it once, write best_config.yaml,
+    best_model.keras, misclassified.npz and test_metrics.json (any search backend)."""
+    log(f"best trial {number}: val_accuracy {value:.4f}; retraining {seeds}x")
     config.save(study_dir / "best_config.yaml")
-    out = {"study": study.study_name, "best_trial": best.number, "best_trial_value": best.value,
+    out = {"study": name, "best_trial": number, "best_trial_value": value,
            "config": config.to_dict(),
            **retrain(config, data, seeds, study_dir, "best", log, cache, cache_depth,
                      model_path=study_dir / "best_model.keras")}
-    seed_trial = next((t for t in study.get_trials(deepcopy=False)
-                       if t.user_attrs.get("seed_recipe")), None)
-    if seed_trial is not None:
-        out["seed_recipe_trial_value"] = seed_trial.value
-    if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
-        cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
-        b = retrain(cfg0, data, seeds, study_dir, "seed_recipe", log, cache, cache_depth)
+    if seed_value is not None:
+        out["seed_recipe_trial_value"] = seed_value
+    if baseline_config is not None:
+        b = retrain(baseline_config, data, seeds, study_dir, "seed_recipe", log, cache, cache_depth)
         out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
                                                 "test_accuracy_mean", "test_accuracy_std")}
     write_json(study_dir / "test_metrics.json", out)
     log(format_metrics(out["saved_model"]))
-    line = (f"retrained best (trial {best.number}): test accuracy {out['test_accuracy_mean']:.4f}"
+    line = (f"retrained best (trial {number}): test accuracy {out['test_accuracy_mean']:.4f}"
             f" ± {out['test_accuracy_std']:.4f} over {seeds} seed(s)")
     if "seed_recipe" in out:
         sr = out["seed_recipe"]

@@ -40,11 +40,18 @@ def safe_url(url: str) -> str:
         return url
 
 
-def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(url: str, create: bool = True,
+                 heartbeat: int | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage for the URL; an unreachable one is a UserError naming it.
 
-    With create=False (export, evaluate, dashboard) a missing SQLite file is an error rather
-    than a new empty database."""
+    `sqlite:///PATH`, `postgresql+psycopg://...` (or any SQLAlchemy URL) give an RDBStorage;
+    `journal:PATH` gives a JournalStorage on a file (several processes, even on several machines
+    sharing a filesystem, without a database server). With `heartbeat` seconds (RDB only), a
+    trial whose process died stops heartbeating, is marked FAIL after twice that time, and is
+    queued once more (RetryHeartbeatStaleTrialCallback). With create=False (export, evaluate,
+    dashboard, report) a missing SQLite or journal file is an error rather than a new study."""
+    if url.startswith("journal:"):
+        return _journal(Path(url[len("journal:"):]), create)
     kwargs: dict = {}
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
@@ -59,13 +66,49 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         kwargs = {"connect_args": {"timeout": 60}}  # wait on another process's write lock
     elif url.startswith(("postgresql", "mysql")):  # fail fast on an unreachable server
         kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    beat: dict = {}
+    if heartbeat:
+        beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
+                "heartbeat_stale_trial_callback":
+                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
     except Exception as e:
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot open the study storage {safe_url(url)} ({first}); check the "
+        raise UserError(f"cannot open the study storage {describe_url(url)} ({_first_line(e)}); check the "
                         "--storage URL, that the database server is running and reachable, "
                         "and that its driver is installed.") from None
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+
+
+def describe_url(url: str) -> str:
+    """The URL, password masked, with host and port spelled out for a server."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        if u.host:
+            default = {"postgresql": 5432, "mysql": 3306}.get(u.get_backend_name())
+            return f"{safe_url(url)} (host {u.host}, port {u.port or default})"
+    except Exception:
+        pass
+    return safe_url(url)
+
+
+def _journal(path: Path, create: bool) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    if not create and not path.is_file():
+        raise UserError(f"no journal storage at {path}; run a search first, or pass the "
+                        "--storage the search had.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except OSError as e:
+        raise UserError(f"cannot open the journal storage {path} ({e.strerror}); pass "
+                        "--storage journal:PATH with a writable location.") from None
 
 
 def study_names(storage) -> list[str]:
@@ -137,12 +180,14 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
         raise UserError(f"{where} conflicts with this search: {shown}; {fix}")
 
 
-def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int):
-    storage = open_storage(url)
+def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int,
+                     heartbeat: int | None = None):
+    storage = open_storage(url, heartbeat=heartbeat)
     existing = name in study_names(storage)
     if existing:
         study = optuna.load_study(study_name=name, storage=storage)
         check_compatible(study, space, url)
+        _recover(study)
         # A resumed study gets a fresh sampler seed so a seeded sampler does not replay its draws.
         seed = seed + len(study.get_trials(deepcopy=False))
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
@@ -153,11 +198,27 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
         study.set_user_attr("space_file", str(space.path))
         outside = space.seed_outside()
         params = {k: v for k, v in space.seed_values().items() if k not in outside}
-        study.enqueue_trial(params, user_attrs={"seed_recipe": True})
+        # skip_if_exists: workers starting together on a new study enqueue it once
+        study.enqueue_trial(params, user_attrs={"seed_recipe": True}, skip_if_exists=True)
         if outside:
             print(f"note: the seed recipe's {', '.join(outside)} lie outside {space.path.name}; "
                   "trial 0 samples those instead.")
     return study, existing
+
+
+def _recover(study: optuna.Study) -> None:
+    """On resume: trials whose worker died (no heartbeat for the grace period) are marked FAIL
+    and, through the storage's retry callback, queued again once."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if not is_heartbeat_enabled(study._storage):
+        return
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    failed = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if t.number in before]
+    if failed:
+        print(f"trials {failed} lost their worker (no heartbeat): marked FAIL and queued again")
 
 
 def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
@@ -177,13 +238,20 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
 
 
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
-        resume_cmd: list[str]) -> None:
-    """optimize() with a line per trial and a progress bar; Ctrl-C fails the running trial only."""
+        resume_cmd: list[str], epoch_budget: int | None = None) -> None:
+    """optimize() with a line per trial and a progress bar; Ctrl-C fails the running trial only.
+    With epoch_budget, no new trial starts once this call's trials trained that many epochs."""
     from tqdm import tqdm
+
+    used = [0]
 
     def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
         done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None))
+        used[0] += int(t.user_attrs.get("epochs", 0))
+        if epoch_budget is not None and used[0] >= epoch_budget:
+            tqdm.write(f"epoch budget spent: {used[0]} epochs >= {epoch_budget}")
+            st.stop()
 
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed worker fails its trial cleanly

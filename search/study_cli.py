@@ -12,8 +12,9 @@ from search.study import DEFAULT_STUDY, PRUNERS, SAMPLERS, default_storage, safe
 def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
     p.add_argument("--study-name", default=DEFAULT_STUDY,
                    help=f"Optuna study name (default: {DEFAULT_STUDY}); rerunning resumes it")
-    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///path.db or "
-                   "postgresql+psycopg://user:pass@host/db (default: sqlite in --results-dir)")
+    p.add_argument("--storage", help="Optuna storage: sqlite:///path.db, "
+                   "postgresql+psycopg://user:pass@host/db, or journal:PATH (a journal file on a "
+                   "shared filesystem) (default: sqlite in --results-dir)")
     if results:
         p.add_argument("--results-dir", default="results", help="output root (default: results)")
 
@@ -24,10 +25,20 @@ def add_search_parser(sub, add_data_flags) -> None:
     p.add_argument("--trials", type=int, default=50, help="new trials to run in this call "
                    "(default 50); they add to any already in the study")
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument("--epoch-budget", type=int, metavar="N",
+                   help="stop starting new trials once this call's trials trained N epochs")
     p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
     p.add_argument("--pruner", choices=PRUNERS, default="median",
                    help="Optuna pruner acting on val_accuracy after every epoch (default median)")
+    p.add_argument("--backend", choices=("optuna", "keras-tuner"), default="optuna",
+                   help="search driver (default optuna); keras-tuner runs the same space and "
+                   "training under KerasTuner (see --tuner)")
+    p.add_argument("--tuner", choices=("hyperband", "bayesian", "random"), default="hyperband",
+                   help="KerasTuner's tuner with --backend keras-tuner (default hyperband)")
+    p.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                   help="trial heartbeat for RDB storages (default 60; 0 disables): a trial whose "
+                   "worker died is marked failed after 2x this and queued once more")
     p.add_argument("--no-final", action="store_true",
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     p.add_argument("--retrain-seeds", type=int, default=1,
@@ -73,7 +84,8 @@ def storage_url(args) -> str:
 
 def dashboard_hint(url: str, study_dir: Path | None = None) -> str:
     extra = f" --artifact-dir {study_dir / 'artifacts'}" if study_dir is not None else ""
-    return f"dashboard: optuna-dashboard {safe_url(url)}{extra}"
+    target = url[len("journal:"):] if url.startswith("journal:") else safe_url(url)
+    return f"dashboard: optuna-dashboard {target}{extra}"
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -95,9 +107,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     source = load_source(args.data_dir)
     data = make_data(source, space.base.train_samples, space.base.val_samples,
                      space.base.split_seed)
+    if args.backend == "keras-tuner":
+        return _search_keras_tuner(args, space, data)
     url = storage_url(args)
     study, resumed = create_or_resume(args.study_name, url, space, args.sampler, args.pruner,
-                                      space.base.seed)
+                                      space.base.seed, heartbeat=args.heartbeat or None)
     study_dir = Path(args.results_dir) / args.study_name
     write_start(study_dir, space.base, None, (data.train_idx, data.val_idx))
     (study_dir / "space.yaml").write_text(space.path.read_text())
@@ -118,7 +132,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     objective = Objective(space, data, study_dir, verbose=args.verbose, cache=cache,
                           isolate=not args.no_isolate)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    run(study, objective, args.trials, args.timeout, resume)
+    run(study, objective, args.trials, args.timeout, resume, args.epoch_budget)
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -134,6 +148,34 @@ def cmd_search(args: argparse.Namespace) -> int:
         _report(study, study_dir)
     print(f"outputs: {study_dir}")
     print(dashboard_hint(url, study_dir))
+    return 0
+
+
+def _search_keras_tuner(args: argparse.Namespace, space, data) -> int:
+    from search import kt_backend
+    from search.cli import make_cache
+    from search.final import finalize_config
+    from search.outputs import write_start
+
+    study_dir = Path(args.results_dir) / args.study_name
+    write_start(study_dir, space.base, None, (data.train_idx, data.val_idx))
+    (study_dir / "space.yaml").write_text(space.path.read_text())
+    cache = make_cache(args)
+    tuner = kt_backend.make_tuner(args.tuner, space, data, study_dir, args.trials, cache=cache,
+                                  epoch_budget=args.epoch_budget)
+    tuner.oracle.max_trials = len(tuner.oracle.trials) + args.trials  # new trials in this call
+    print(f"keras-tuner {args.tuner} in {study_dir / 'keras_tuner'} "
+          f"({len(tuner.oracle.trials)} trials so far); space {space.path}")
+    tuner.search(verbose=0)
+    print(f"trials table: {kt_backend.write_table(study_dir)}")
+    best = kt_backend.best(study_dir)
+    if best is None:
+        print("no trial completed, so there is no best config to retrain.")
+    elif not args.no_final:
+        finalize_config(args.study_name, best["number"], best["value"],
+                        space.to_config(best["params"]), data, study_dir, args.retrain_seeds,
+                        cache=cache, cache_depth=space.max_depth())
+    print(f"outputs: {study_dir}")
     return 0
 
 

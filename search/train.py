@@ -138,15 +138,19 @@ def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed:
 
 
 def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage_inputs, y_train,
-               y_val, callbacks=(), verbose: int = 0, log=print, depths=None):
+               y_val, callbacks=(), verbose: int = 0, log=print, depths=None,
+               epoch_budget: int | None = None):
     """Run stages 0..k; returns (history rows, stage records, KeepBest). `owner` is the inference
     model, left holding the best epoch's weights.
 
     stage_inputs(depth) -> (fit_model, train_views, val_inputs): what a stage opening `depth`
     layers trains, e.g. the live-augmenting full model on images, or that stage's own suffix on
-    its own cached boundary tensors. Every fit_model shares its layers with `owner`."""
+    its own cached boundary tensors. Every fit_model shares its layers with `owner`.
+    epoch_budget: train at most this many epochs in all, cutting the schedule short (a tuner's
+    resource, e.g. Hyperband's)."""
     lrs = [config.head_lr, *config.stage_lrs]
-    epochs = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
+    planned = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
+    epochs = list(planned)  # what runs: the plan, unless the epoch budget cuts it
     depths = config.stage_depths() if depths is None else depths
     # Only the head and the layers some stage opens can change; copying just those keeps a
     # stage-0 epoch on cached features from paying for a copy of all of ResNet50.
@@ -156,6 +160,10 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
     rows: list[dict] = []
     epoch = 0
     for k, depth in enumerate(depths):
+        if epoch_budget is not None:
+            epochs[k] = min(epochs[k], epoch_budget - epoch)
+            if epochs[k] <= 0:
+                break
         t0 = time.perf_counter()
         model, views, val_x = stage_inputs(depth)
         val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
@@ -176,7 +184,7 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
                                                     factor=config.reduce_lr_factor,
                                                     patience=config.reduce_lr_patience,
                                                     min_lr=config.min_lr, verbose=0)
-        cbs = [keras.callbacks.TerminateOnNaN(), StageCosine(epoch, epochs[k]), plateau, stop,
+        cbs = [keras.callbacks.TerminateOnNaN(), StageCosine(epoch, planned[k]), plateau, stop,
                keep, *callbacks]
         stream = batches(views, y_train, config.batch_size, config.seed, epoch, epochs[k])
         h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
@@ -202,7 +210,8 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
 
 
 def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose: int = 0,
-          log=print, cache=None, cache_depth: int = 0) -> TrainResult:
+          log=print, cache=None, cache_depth: int = 0,
+          epoch_budget: int | None = None) -> TrainResult:
     """Train one config on one split. `callbacks` are added to every stage's fit.
 
     With `cache` (a search.cache.FeatureCache), each stage trains only its own open layers and the
@@ -234,7 +243,7 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
             fit_model, _ = build_cached_model(config, base, model.get_layer(HEAD), depth)
             return (fit_model, *boundary_features(config, data, base, depth, cache, source))
     rows, stages, keep = fit_stages(config, model, base, stage_inputs, y_train, y_val,
-                                    callbacks, verbose, log)
+                                    callbacks, verbose, log, epoch_budget=epoch_budget)
     history = pd.DataFrame(rows)
     return TrainResult(keep.best if keep.weights is not None else float("nan"), history, stages,
                        model, time.perf_counter() - t_start)

@@ -1,0 +1,152 @@
+"""`--backend keras-tuner`: the same space file and training code (cache included), driven by
+KerasTuner's Hyperband, Bayesian optimisation or random search.
+
+KerasTuner sees a subclass of its tuner whose run_trial maps the trial's hyperparameters onto the
+space, trains with search.train.train and returns the best val accuracy; Hyperband's
+`tuner/epochs` becomes train()'s epoch budget (each bracket retrains from scratch, since a staged
+recipe has no single model to resume). Files: KerasTuner's own state in <study dir>/keras_tuner/
+(rerunning resumes it), each trial's folder in <study dir>/trials/<NNNN>/ as with Optuna, and
+<study dir>/report/trials.csv with Optuna's column names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import pandas as pd
+
+from search.config import write_atomic
+from search.data import Data
+from search.errors import DivergedError
+from search.outputs import write_history, write_start
+from search.space import Param, Space
+from search.train import train
+
+TUNERS = ("hyperband", "bayesian", "random")
+
+
+def _declare(hp: kt.HyperParameters, name: str, p: Param) -> None:
+    sampling = "log" if p.log else "linear"
+    if p.type == "categorical":
+        hp.Choice(name, list(p.choices))
+    elif p.type == "int":
+        hp.Int(name, int(p.low), int(p.high), step=int(p.step or 1), sampling=sampling)
+    else:
+        hp.Float(name, float(p.low), float(p.high), step=p.step, sampling=sampling)
+
+
+def hyperparameters(space: Space) -> kt.HyperParameters:
+    """Every name a trial may use; stage LRs beyond a trial's depth are drawn and ignored."""
+    hp = kt.HyperParameters()
+    for p in space.params:
+        if not p.per_stage:
+            _declare(hp, p.name, p)
+    if space.stage_param is not None:
+        for name in space.stage_names(space.max_depth()):
+            _declare(hp, name, space.stage_param)
+    return hp
+
+
+def values_of(hp: kt.HyperParameters, space: Space) -> dict:
+    """The trial's values for this space, only the stage LRs its depth opens."""
+    values = {p.name: hp.get(p.name) for p in space.params if not p.per_stage}
+    depth = values.get("unfreeze_depth", space.base.unfreeze_depth)
+    values.update({n: hp.get(n) for n in space.stage_names(depth)})
+    return values
+
+
+def make_tuner(kind: str, space: Space, data: Data, study_dir: Path, max_trials: int,
+               cache=None, epoch_budget: int | None = None, log=print):
+    """A KerasTuner tuner of `kind` over `space`; stops once `epoch_budget` epochs are trained."""
+    base = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
+            "random": kt.RandomSearch}[kind]
+    study_dir = Path(study_dir)
+
+    class SearchTuner(base):
+        epochs_used = 0
+
+        def run_trial(self, trial, *args, **kwargs):
+            number = int(trial.trial_id)
+            values = values_of(trial.hyperparameters, space)
+            config = space.to_config(values)
+            run_dir = study_dir / "trials" / f"{number:04d}"
+            write_start(run_dir, config)
+            budget = trial.hyperparameters.values.get("tuner/epochs")  # Hyperband's resource
+            record = {"number": number, "params": values, "budget": budget,
+                      "datetime_start": time.strftime("%Y-%m-%d %H:%M:%S")}
+            t0 = time.perf_counter()
+            try:
+                result = train(config, data, log=lambda *_: None, cache=cache,
+                               cache_depth=space.max_depth(), epoch_budget=budget)
+            except DivergedError as e:
+                record.update(state="FAIL", failure=f"diverged: {e}")
+                _write_record(run_dir, record, t0)
+                raise kt.errors.FailedTrialError(str(e)) from None
+            write_history(run_dir, result.history)
+            record.update(state="COMPLETE", value=result.val_accuracy, epochs=len(result.history),
+                          stage_seconds=[s.seconds for s in result.stages],
+                          stage_epochs=[s.epochs for s in result.stages],
+                          stage_best_val=[s.best_val_accuracy for s in result.stages])
+            _write_record(run_dir, record, t0)
+            SearchTuner.epochs_used += len(result.history)
+            log(f"trial {number:>3}  keras-tuner {kind}  value {result.val_accuracy:.4f}  "
+                f"{record['seconds']:6.1f}s  {len(result.history)} epochs"
+                + (f" (budget {budget})" if budget else "") + f"  {values}")
+            if epoch_budget is not None and SearchTuner.epochs_used >= epoch_budget:
+                self.oracle.max_trials = len(self.oracle.trials)  # the oracle then stops
+            return {"val_accuracy": result.val_accuracy}
+
+    kwargs = dict(objective=kt.Objective("val_accuracy", "max"),
+                  hyperparameters=hyperparameters(space), tune_new_entries=False,
+                  seed=space.base.seed, directory=str(study_dir), project_name="keras_tuner",
+                  overwrite=False, max_consecutive_failed_trials=max(3, max_trials))
+    if kind == "hyperband":
+        stages = space.max_depth() // space.base.unfreeze_step
+        kwargs.update(max_epochs=space.base.head_epochs + space.base.finetune_epochs * stages,
+                      factor=3)
+    else:
+        kwargs["max_trials"] = max_trials
+    return SearchTuner(**kwargs)
+
+
+def _write_record(run_dir: Path, record: dict, t0: float) -> None:
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    record["datetime_complete"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    write_atomic(run_dir / "record.json", json.dumps(record, indent=1, default=float))
+
+
+def trials_table(study_dir: Path) -> pd.DataFrame:
+    """The KerasTuner trials with the columns of search.report.trials_table."""
+    rows = []
+    for r in records(study_dir):
+        row = {"number": r["number"], "value": r.get("value"), "state": r["state"],
+               "datetime_start": r["datetime_start"], "datetime_complete": r["datetime_complete"],
+               "seconds": r["seconds"], **{f"params_{k}": v for k, v in r["params"].items()},
+               "user_attrs_epochs": r.get("epochs"), "user_attrs_budget": r.get("budget"),
+               "user_attrs_failure": r.get("failure")}
+        for attr in ("stage_seconds", "stage_epochs", "stage_best_val"):
+            for k, v in enumerate(r.get(attr, [])):
+                row[f"stage_{k}_{attr.removeprefix('stage_')}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def records(study_dir: Path) -> list[dict]:
+    return [json.loads(f.read_text())
+            for f in sorted((Path(study_dir) / "trials").glob("*/record.json"))]
+
+
+def best(study_dir: Path) -> dict | None:
+    """The completed trial with the highest val accuracy (its record), or None."""
+    done = [r for r in records(study_dir) if r["state"] == "COMPLETE"]
+    return max(done, key=lambda r: r["value"]) if done else None
+
+
+def write_table(study_dir: Path) -> Path:
+    out = Path(study_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "trials.csv", trials_table(study_dir).to_csv(index=False))
+    return out / "trials.csv"

@@ -1,0 +1,67 @@
+"""The KerasTuner backend (same space file, same training code) and `compare` at an equal budget."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from helpers import write_tiny_folders
+from search.cli import main
+from search.kt_backend import hyperparameters, values_of
+from search.space import SPACES_DIR, load_space
+
+TINY = str(SPACES_DIR / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_tiny_folders(tmp_path_factory.mktemp("kt") / "data")
+
+
+def common(tmp, data_dir):
+    return ["--space", TINY, "--data-dir", str(data_dir), "--weights", "none",
+            "--train-samples", "100", "--val-samples", "30", "--results-dir", str(tmp / "res")]
+
+
+def test_the_space_maps_onto_keras_tuner_hyperparameters():
+    space = load_space(TINY)
+    hp = hyperparameters(space)
+    assert {h.name for h in hp.space} == {"head_lr", "unfreeze_depth", "dropout", "stage_lr_1"}
+    lr = next(h for h in hp.space if h.name == "head_lr")
+    assert (lr.min_value, lr.max_value, lr.sampling) == (1e-4, 1e-2, "log")
+    depth = next(h for h in hp.space if h.name == "unfreeze_depth")
+    assert (depth.min_value, depth.max_value, depth.step) == (0, 5, 5)
+    hp.values.update({"head_lr": 1e-3, "unfreeze_depth": 0, "dropout": 0.1, "stage_lr_1": 1e-4})
+    assert values_of(hp, space) == {"head_lr": 1e-3, "unfreeze_depth": 0, "dropout": 0.1}
+    hp.values["unfreeze_depth"] = 5
+    assert space.to_config(values_of(hp, space)).stage_lrs == (1e-4,)
+
+
+def test_keras_tuner_backend_runs_three_trials_and_writes_the_trials_table(tmp_path, data_dir):
+    assert main(["search", "--backend", "keras-tuner", "--tuner", "random", "--trials", "3",
+                 *common(tmp_path, data_dir)]) == 0
+    study_dir = tmp_path / "res" / "resnet50-cifar10"
+    table = pd.read_csv(study_dir / "report" / "trials.csv")
+    assert len(table) == 3 and sorted(table["number"]) == [0, 1, 2]
+    assert set(table["state"]) == {"COMPLETE"}
+    assert table["value"].between(0, 1).all()
+    for col in ("params_head_lr", "params_dropout", "params_unfreeze_depth", "stage_0_seconds",
+                "user_attrs_epochs", "seconds"):
+        assert col in table, col
+    assert (table["stage_0_epochs"] == 2).all()  # the space's head_epochs: same training code
+    for n in range(3):
+        assert (study_dir / "trials" / f"{n:04d}" / "history.csv").is_file()
+    m = json.loads((study_dir / "test_metrics.json").read_text())
+    assert m["best_trial_value"] == table["value"].max()
+    assert (study_dir / "best_model.keras").is_file()
+
+
+def test_compare_runs_both_searches_at_an_equal_epoch_budget(tmp_path, data_dir, capsys):
+    assert main(["compare", "--budget", "6", *common(tmp_path, data_dir)]) == 0
+    root = tmp_path / "res" / "compare"
+    df = pd.read_csv(root / "compare.csv")
+    assert list(df["search"]) == ["optuna", "keras_tuner"]
+    assert (df["epochs"] >= 6).all() and (df["epochs"] < 6 + 4).all()  # one trial may finish
+    assert df["test_accuracy"].between(0, 1).all() and (df["trials"] >= 2).all()
+    assert (root / "compare.png").stat().st_size > 10_000
+    assert "equal budget of 6 trained epochs" in capsys.readouterr().out

@@ -1,0 +1,142 @@
+"""Many workers on one study: PostgreSQL, a worker killed mid-trial, SQLite and journal storages.
+
+The PostgreSQL tests need a server: SEARCH_TEST_POSTGRES=postgresql+psycopg://... (.ci/run starts
+one with .ci/postgres.sh, so CI always runs them; set but unreachable is a failure, not a skip)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from conftest import ROOT
+from helpers import write_tiny_folders
+from search.cli import main
+from search.space import SPACES_DIR
+from search.study import default_storage
+
+PG = os.environ.get("SEARCH_TEST_POSTGRES")
+TINY = str(SPACES_DIR / "tiny.yaml")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_tiny_folders(tmp_path_factory.mktemp("workers") / "data")
+
+
+@pytest.fixture
+def pg_url():
+    if not PG:
+        pytest.skip("no PostgreSQL server: set SEARCH_TEST_POSTGRES to a postgresql+psycopg:// URL "
+                    "(.ci/postgres.sh start prints one)")
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(PG).connect():
+            pass
+    except Exception as e:
+        pytest.fail(f"SEARCH_TEST_POSTGRES is set but the server is unreachable: {e}")
+    return PG
+
+
+def worker(tmp, data_dir, storage, name, trials, *extra):
+    cmd = [sys.executable, "run_search.py", "search", "--trials", str(trials), "--no-final",
+           "--storage", storage, "--study-name", name, "--space", TINY, "--data-dir", str(data_dir),
+           "--weights", "none", "--train-samples", "100", "--val-samples", "30",
+           "--results-dir", str(tmp / "res"), *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def finish(p, timeout=600):
+    out, _ = p.communicate(timeout=timeout)
+    assert p.returncode == 0, out[-3000:]
+    return out
+
+
+def test_two_workers_share_one_postgres_study_and_finalize_writes_the_outputs(tmp_path, data_dir,
+                                                                              pg_url):
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    procs = [worker(tmp_path, data_dir, pg_url, name, 3) for _ in range(2)]
+    for p in procs:
+        finish(p)
+    study = optuna.load_study(study_name=name, storage=pg_url)
+    done = study.get_trials(states=FINISHED)
+    assert len(done) == 6 and len({t.number for t in done}) == 6
+    assert sum(bool(t.user_attrs.get("seed_recipe")) for t in study.trials) == 1
+    assert main(["finalize", "--storage", pg_url, "--study-name", name, "--data-dir",
+                 str(data_dir), "--results-dir", str(tmp_path / "res")]) == 0
+    out = tmp_path / "res" / name
+    for f in ("best_model.keras", "test_metrics.json", "best_config.yaml", "report/index.html"):
+        assert (out / f).is_file(), f
+
+
+def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
+    """Worker A completes a trial, is SIGKILLed (with its training child) inside the next; after
+    the grace period worker B marks that trial FAIL, reruns it and keeps every completed one."""
+    a = worker(tmp_path, data_dir, storage, name, 3, "--heartbeat", "1")
+    deadline = time.time() + 300
+    while True:
+        assert time.time() < deadline and a.poll() is None, "worker A ended before the kill"
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).trials
+        except Exception:  # no database file or study yet
+            trials = []
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        if running and any(t.state == TrialState.COMPLETE for t in trials):
+            break
+        time.sleep(0.3)
+    os.killpg(a.pid, signal.SIGKILL)
+    a.communicate()
+    killed = running[0]
+    before = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    time.sleep(3)  # past the grace period (2 x heartbeat)
+    out = finish(worker(tmp_path, data_dir, storage, name, 1, "--heartbeat", "1"))
+    assert f"trials [{killed.number}] lost their worker" in out
+    study = optuna.load_study(study_name=name, storage=storage)
+    after = {t.number: t for t in study.trials}
+    assert after[killed.number].state == TrialState.FAIL
+    retries = [t for t in study.trials
+               if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    assert {n: after[n].value for n in before} == before  # no completed trial lost or changed
+    assert "hits" in retries[0].user_attrs["cache"]  # the rerun read the cache A filled
+
+
+def test_a_killed_worker_s_trial_is_failed_and_rerun_on_postgres(tmp_path, data_dir, pg_url):
+    kill_mid_trial_then_resume(tmp_path, data_dir, pg_url, f"k-{uuid.uuid4().hex[:8]}")
+
+
+def test_a_killed_worker_s_trial_is_failed_and_rerun_on_sqlite(tmp_path, data_dir):
+    kill_mid_trial_then_resume(tmp_path, data_dir, default_storage(tmp_path / "res"), "kill")
+
+
+def test_an_unreachable_postgres_is_one_sentence_naming_host_and_port(tmp_path, data_dir, capsys):
+    t0 = time.time()
+    url = "postgresql+psycopg://search:secret@127.0.0.1:1/nowhere"
+    rc = main(["search", "--storage", url, "--space", TINY, "--data-dir", str(data_dir),
+               "--weights", "none", "--train-samples", "100", "--val-samples", "30",
+               "--results-dir", str(tmp_path / "res")])
+    err = capsys.readouterr().err
+    assert rc == 2 and time.time() - t0 < 30
+    assert "host 127.0.0.1, port 1" in err and "secret" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "res" / "resnet50-cifar10").exists()  # nothing half-written
+
+
+def test_a_journal_storage_runs_and_resumes(tmp_path, data_dir):
+    url = f"journal:{tmp_path / 'study.log'}"
+    for trials in (2, 1):
+        finish(worker(tmp_path, data_dir, url, "journal", trials))
+    study = optuna.load_study(study_name="journal", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
+    assert len(study.get_trials(states=FINISHED)) == 3
+    assert study.trials[0].user_attrs["seed_recipe"] is True
