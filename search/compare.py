@@ -2,7 +2,8 @@
 (Hyperband) at an equal budget of trained epochs, on the same data, space and training code.
 
 Each search runs as `search --epoch-budget N` in its own results folder (<results-dir>/compare/
-optuna and .../keras_tuner), retrains its best once and tests it. Prints best validation
+optuna and .../keras_tuner), sharing one frozen-part cache (filled by the first), and retrains
+its best once and tests it. Prints best validation
 accuracy, test accuracy, trials, epochs and wall time side by side; writes compare.png (best val
 accuracy so far against epochs spent) and compare.csv.
 """
@@ -36,7 +37,7 @@ def add_parser(sub, add_data_flags) -> None:
 def _passthrough(args: argparse.Namespace) -> list[str]:
     argv = []
     for flag in ("space", "data_dir", "weights", "train_samples", "val_samples", "image_size",
-                 "seed", "split_seed", "aug_views", "cache_dtype"):
+                 "seed", "split_seed", "aug_views", "cache_dtype", "cache_dir"):
         v = getattr(args, flag, None)
         if v is not None:
             argv += [f"--{flag.replace('_', '-')}", str(v)]
@@ -50,6 +51,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.budget < 1:
         raise UserError("--budget must be at least 1 epoch.")
     root = Path(args.results_dir) / "compare"
+    if args.cache_dir is None:  # one cache for both: the frozen part is filled once
+        args.cache_dir = str(root / "cache")
     rows, curves = [], {}
     for name, flags in RUNS.items():
         out = root / name
@@ -74,6 +77,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     df = pd.DataFrame(rows)
     write_atomic(root / "compare.csv", df.to_csv(index=False))
     print(f"\nequal budget of {args.budget} trained epochs:\n{df.to_string(index=False)}")
+    print("(optuna ran first and its minutes include filling the shared frozen-part cache)")
     print(f"figure: {plot(curves, root / 'compare.png', args.budget)}")
     return 0
 
