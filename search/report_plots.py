@@ -16,13 +16,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import optuna.visualization.matplotlib as ovm  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
     "optimization_history": (10, 6), "param_importances": (10, 6),
     "parallel_coordinate": (14, 7), "slice": (16, 5), "intermediate_values": (10, 6),
-    "top5_curves": (12, 13), "confusion_matrix": (9, 8), "misclassified": (14, 8),
+    "top5_curves": (12, 13), "confusion_matrix": (9, 8), "misclassified": (14, 9.5),
 }
 TARGET = "val accuracy"
 
@@ -110,18 +111,30 @@ def slice_plot(study, out: Path, most: int = 6) -> Path:
             counts[k] = counts.get(k, 0) + 1
     params = sorted(counts, key=lambda k: -counts[k])[:most]
     shown = "" if len(params) == len(counts) else f" ({len(params)} of {len(counts)} parameters)"
+    def draw():
+        axes = ovm.plot_slice(study, params=params, target_name=TARGET)
+        for ax in np.atleast_1d(axes):
+            if ax.get_xscale() == "log":  # minor labels of a narrow log range overlap
+                ax.xaxis.set_minor_formatter(NullFormatter())
+        return axes
+
     return _optuna_plot("slice", out, f"Slice plots: val accuracy against each parameter{shown}"
-                        " (colour: trial number)",
-                        lambda: ovm.plot_slice(study, params=params, target_name=TARGET))
+                        " (colour: trial number)", draw)
 
 
 def intermediate_values(study, out: Path) -> Path:
     if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         raise Absent("no trial reported a per-epoch value yet.")
-    path = _optuna_plot("intermediate_values", out, "Val accuracy per epoch of every trial; "
-                        "lines that stop early were pruned",
-                        lambda: ovm.plot_intermediate_values(study))
-    return path
+    def draw():
+        ax = ovm.plot_intermediate_values(study)
+        ax.set_xlabel("epoch (global, across stages)")
+        ax.set_ylabel("val accuracy")
+        if len(study.trials) > 12 and ax.get_legend() is not None:
+            ax.get_legend().remove()  # one entry per trial: unreadable, and clipped
+        return ax
+
+    return _optuna_plot("intermediate_values", out, "Val accuracy per epoch of every trial "
+                        "(pruned trials stop early)", draw)
 
 
 def top5_curves(runs: list[tuple], out: Path) -> Path:
