@@ -4,7 +4,8 @@
 #   .ci/postgres.sh stop "$PG_TEST_DIR"
 # Installs Debian's postgresql package when no server binaries are found (CI machines).
 set -euo pipefail
-PORT="${PG_TEST_PORT:-54329}"
+# a free port unless one is given (another server may hold the usual ones)
+PORT="${PG_TEST_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 
 find_bin() {
   local c
