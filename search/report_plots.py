@@ -92,12 +92,18 @@ def param_importances(study, out: Path) -> Path:
 
 
 def parallel_coordinate(study, out: Path) -> Path:
+    """Over the parameters every completed trial has: the conditional stage LRs would add an
+    axis of mostly 'None' each and make the plot unreadable."""
     done = _complete(study)
     if len(done) < 2 or not _varying(done):
         raise Absent("a parallel-coordinate plot needs at least 2 completed trials that differ.")
+    params = [k for k in done[0].params if all(k in t.params for t in done)]
+    dropped = len({k for t in done for k in t.params}) - len(params)
+    note = f" ({dropped} conditional parameters left out)" if dropped else ""
     return _optuna_plot("parallel_coordinate", out, "Parallel coordinates: each line is a trial, "
-                        "coloured by val accuracy",
-                        lambda: ovm.plot_parallel_coordinate(study, target_name=TARGET))
+                        f"coloured by val accuracy{note}",
+                        lambda: ovm.plot_parallel_coordinate(study, params=params,
+                                                             target_name=TARGET))
 
 
 def slice_plot(study, out: Path, most: int = 6) -> Path:
@@ -182,8 +188,9 @@ def confusion_matrix(cm, names, out: Path, accuracy: float) -> Path:
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.colorbar(im, ax=ax, label="share of the true class")
-    ax.set_title(f"Confusion matrix of the retrained best on the test set (accuracy "
-                 f"{accuracy:.4f}; counts in cells)")
+    ax.grid(False)
+    ax.set_title(f"Confusion matrix of the retrained best on the test set\n"
+                 f"(accuracy {accuracy:.4f}; counts in the cells)")
     return _save(fig, "confusion_matrix", out)
 
 
