@@ -26,6 +26,18 @@ SAMPLERS = ("tpe", "random", "cmaes", "qmc")
 PRUNERS = ("median", "hyperband", "sha", "none")
 
 
+def is_server(url: str) -> bool:
+    return url.startswith(("postgresql", "mysql"))
+
+
+def default_heartbeat(url: str, given: int | None) -> int | None:
+    """--heartbeat as given (0 = off); by default 60 s on database servers, off on SQLite: with
+    SQLite a heartbeat thread can wait on the write lock of an interrupted transaction."""
+    if given is not None:
+        return given or None
+    return 60 if is_server(url) else None
+
+
 def default_storage(results_dir: str | Path) -> str:
     return f"sqlite:///{(Path(results_dir) / 'optuna.db').resolve()}"
 
@@ -64,19 +76,25 @@ def open_storage(url: str, create: bool = True,
             raise UserError(f"cannot create the study storage {url} ({e.strerror}); pass "
                             "--storage or --results-dir with a writable location.") from None
         kwargs = {"connect_args": {"timeout": 60}}  # wait on another process's write lock
-    elif url.startswith(("postgresql", "mysql")):  # fail fast on an unreachable server
+    elif is_server(url):  # fail fast on an unreachable server
         kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     beat: dict = {}
     if heartbeat:
         beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
                 "heartbeat_stale_trial_callback":
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
-    except Exception as e:
-        raise UserError(f"cannot open the study storage {describe_url(url)} ({_first_line(e)}); check the "
-                        "--storage URL, that the database server is running and reachable, "
-                        "and that its driver is installed.") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+        except Exception as e:
+            # Workers starting together on a fresh database race to create Optuna's tables; the
+            # loser sees a duplicate-key error and finds the tables there on the next try.
+            if attempt < 4 and ("duplicate key" in str(e) or "already exists" in str(e)):
+                time.sleep(0.5 + attempt)
+                continue
+            raise UserError(f"cannot open the study storage {describe_url(url)} ({_first_line(e)}); "
+                            "check the --storage URL, that the database server is running and "
+                            "reachable, and that its driver is installed.") from None
 
 
 def _first_line(e: Exception) -> str:

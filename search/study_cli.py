@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.study import DEFAULT_STUDY, PRUNERS, SAMPLERS, default_storage, safe_url
+from search.study import (
+    DEFAULT_STUDY,
+    PRUNERS,
+    SAMPLERS,
+    default_heartbeat,
+    default_storage,
+    safe_url,
+)
 
 
 def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
@@ -36,9 +43,10 @@ def add_search_parser(sub, add_data_flags) -> None:
                    "training under KerasTuner (see --tuner)")
     p.add_argument("--tuner", choices=("hyperband", "bayesian", "random"), default="hyperband",
                    help="KerasTuner's tuner with --backend keras-tuner (default hyperband)")
-    p.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
-                   help="trial heartbeat for RDB storages (default 60; 0 disables): a trial whose "
-                   "worker died is marked failed after 2x this and queued once more")
+    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
+                   help="trial heartbeat (default 60 on PostgreSQL/MySQL, off on SQLite; 0 "
+                   "disables): a trial whose worker died is marked failed after 2x this and "
+                   "queued once more")
     p.add_argument("--no-final", action="store_true",
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     p.add_argument("--retrain-seeds", type=int, default=1,
@@ -111,7 +119,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _search_keras_tuner(args, space, data)
     url = storage_url(args)
     study, resumed = create_or_resume(args.study_name, url, space, args.sampler, args.pruner,
-                                      space.base.seed, heartbeat=args.heartbeat or None)
+                                      space.base.seed,
+                                      heartbeat=default_heartbeat(url, args.heartbeat))
     study_dir = Path(args.results_dir) / args.study_name
     write_start(study_dir, space.base, None, (data.train_idx, data.val_idx))
     (study_dir / "space.yaml").write_text(space.path.read_text())
