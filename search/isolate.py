@@ -12,6 +12,7 @@ Training still never imports Optuna: the child only sees a Keras callback and a 
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import traceback
 
 import keras
@@ -80,7 +81,14 @@ def train_in_child(config: TrainConfig, data: Data, on_epoch, cache_args: dict |
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, config.to_dict(), data, cache_args, cache_depth),
                        daemon=True)
-    proc.start()
+    # A Ctrl-C inside start() would leave a half-started child holding our stdout and stderr
+    # (a caller waiting for them to close hangs). Hold SIGINT until the child is tracked; the
+    # child inherits the mask, so Ctrl-C reaches only us, and the finally below ends the child.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     child.close()
     try:
         while True:
