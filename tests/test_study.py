@@ -174,10 +174,11 @@ def test_sigint_fails_the_running_trial_keeps_completed_ones_and_resumes(tmp_pat
         for line in proc.stdout:  # wait for the first finished trial, then interrupt the next
             if line.startswith("trial ") and "COMPLETE" in line:
                 break
-        deadline = time.time() + 60
-        while time.time() < deadline and not load(tmp_path).get_trials(states=(TrialState.RUNNING,)):
-            time.sleep(0.2)
-        time.sleep(2)  # well inside the running trial's training
+        deadline = time.time() + 60  # until the next trial is training (it reported an epoch)
+        while time.time() < deadline and not [
+                t for t in load(tmp_path).get_trials(states=(TrialState.RUNNING,))
+                if t.intermediate_values]:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
