@@ -22,6 +22,7 @@ from search.config import write_atomic
 from search.data import Data
 from search.errors import DivergedError
 from search.outputs import write_history, write_start
+from search.report import STAGE_ATTRS
 from search.space import Param, Space
 from search.train import train
 
@@ -127,7 +128,7 @@ def trials_table(study_dir: Path) -> pd.DataFrame:
                "seconds": r["seconds"], **{f"params_{k}": v for k, v in r["params"].items()},
                "user_attrs_epochs": r.get("epochs"), "user_attrs_budget": r.get("budget"),
                "user_attrs_failure": r.get("failure")}
-        for attr in ("stage_seconds", "stage_epochs", "stage_best_val"):
+        for attr in STAGE_ATTRS:
             for k, v in enumerate(r.get(attr, [])):
                 row[f"stage_{k}_{attr.removeprefix('stage_')}"] = v
         rows.append(row)

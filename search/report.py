@@ -131,8 +131,7 @@ def _mkdir(p: Path) -> Path:
 def make_report(study: optuna.Study, study_dir: Path, artifacts: bool = True) -> Path:
     study_dir = Path(study_dir)
     out = _mkdir(study_dir / "report")
-    trials_table(study).to_csv(out / ".trials.tmp.csv", index=False)
-    (out / ".trials.tmp.csv").replace(out / "trials.csv")
+    write_atomic(out / "trials.csv", trials_table(study).to_csv(index=False))
     figures = make_figures(study, study_dir, out)
     if artifacts:
         upload_best_artifacts(study, study_dir, figures)
