@@ -65,9 +65,23 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
 
 class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
-                 argv: list[str] | None = None, cache=None, isolate: bool = False):
+                 argv: list[str] | None = None, cache=None, isolate: bool = False,
+                 worker_trials: int = 10):
+        """isolate: train in a worker process (search.isolate.Worker), replaced every
+        `worker_trials` trials."""
         self.space, self.data, self.study_dir = space, data, Path(study_dir)
         self.verbose, self.argv, self.cache, self.isolate = verbose, argv, cache, isolate
+        self.worker = None
+        if isolate:
+            from search.isolate import Worker
+
+            self.worker = Worker(data, cache.args() if cache is not None else None,
+                                 space.max_depth(), worker_trials)
+
+    def close(self) -> None:
+        """End the worker process, if any (between trials; safe to call twice)."""
+        if self.worker is not None:
+            self.worker.close()
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.space)
@@ -138,17 +152,13 @@ class Objective:
         return float(result.val_accuracy), result.history, [s.__dict__ for s in result.stages]
 
     def _in_child(self, trial: optuna.Trial, config, epochs: EpochLog):
-        from search.isolate import train_in_child
-
         def on_epoch(epoch: int, logs: dict) -> bool:
             epochs.on_epoch_end(epoch, logs)
             if MONITOR in logs:
                 trial.report(logs[MONITOR], step=epoch)
             return trial.should_prune()
 
-        msg = train_in_child(config, self.data, on_epoch,
-                             self.cache.args() if self.cache is not None else None,
-                             self.space.max_depth())
+        msg = self.worker.train(config, on_epoch)
         if msg[0] == "stopped":
             raise optuna.TrialPruned(f"pruned at epoch {epochs.rows[-1]['epoch']}")
         _, value, history, stages, cache_summary = msg

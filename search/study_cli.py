@@ -55,8 +55,11 @@ def add_search_parser(sub, add_data_flags) -> None:
                    "seed recipe (trial 0), to compare against the best on the test set")
     p.add_argument("--verbose", action="store_true", help="print each stage of each trial")
     p.add_argument("--no-isolate", action="store_true",
-                   help="train trials inside this process instead of a fresh child process each; "
-                   "faster start, but TensorFlow then keeps every trial's variables in memory")
+                   help="train trials inside this process instead of a worker process; "
+                   "TensorFlow then keeps every trial's variables in memory")
+    p.add_argument("--worker-trials", type=int, default=None, metavar="N",
+                   help="trials a worker process trains before it is replaced, bounding "
+                   "TensorFlow's per-trial memory leak (default 10 on the cache, 1 with --no-cache)")
     add_study_flags(p, results=False)
     add_data_flags(p)
 
@@ -106,10 +109,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from search.space import load_space
     from search.study import create_or_resume, run
 
-    if args.trials < 0 or args.retrain_seeds < 1:
+    if (args.trials < 0 or args.retrain_seeds < 1
+            or (args.worker_trials is not None and args.worker_trials < 1)):
         from search.errors import UserError
 
-        raise UserError("--trials must be 0 or more and --retrain-seeds at least 1.")
+        raise UserError("--trials must be 0 or more, and --retrain-seeds and --worker-trials at "
+                        "least 1.")
     space = load_space(args.space).with_base(**overrides(args))  # validated before any storage
     check_weights(space.base.weights)
     source = load_source(args.data_dir)
@@ -136,10 +141,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     resume = [Path(sys.executable).name, "run_search.py", *sys.argv[1:]]
     cache = make_cache(args)
     if cache is not None and cache.directory is None and not args.no_isolate:
-        print("note: --cache-dir none with isolated trials refills the cache in every trial; "
-              "give --cache-dir a folder, or pass --no-isolate.")
+        print("note: --cache-dir none with isolated trials refills the cache in every worker "
+              "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
+    worker_trials = args.worker_trials or (1 if cache is None else 10)
     objective = Objective(space, data, study_dir, verbose=args.verbose, cache=cache,
-                          isolate=not args.no_isolate)
+                          isolate=not args.no_isolate, worker_trials=worker_trials)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     run(study, objective, args.trials, args.timeout, resume, args.epoch_budget)
     from optuna.trial import TrialState

@@ -204,14 +204,47 @@ def test_export_without_any_storage_writes_nothing(tmp_path, capsys):
 
 
 def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
+    """Two trials each in this process and in one reused worker process give the same values,
+    epoch by epoch (the worker's second trial inherits nothing from its first)."""
     write_tiny_folders(tmp_path / "data")
-    values = []
-    for flag, name in ((["--no-isolate"], "inproc"), ([], "isolated")):
-        argv = ["search", "--trials", "1", "--no-final", "--study-name", name, *flag]
+    runs = {}
+    for flag, name in ((["--no-isolate"], "inproc"), ([], "worker")):
+        argv = ["search", "--trials", "2", "--no-final", "--study-name", name, "--pruner", "none",
+                "--sampler", "random", *flag]
         assert main([*argv, *common(tmp_path)]) == 0
-        t = load(tmp_path, name).trials[0]
-        values.append((t.value, t.intermediate_values, t.user_attrs["stage_best_val"]))
-    assert values[0] == values[1]
+        runs[name] = [(t.state, t.params, t.value, t.intermediate_values,
+                       t.user_attrs["stage_best_val"]) for t in load(tmp_path, name).trials]
+    assert len(runs["inproc"]) == 2 and all(r[0] == TrialState.COMPLETE for r in runs["inproc"])
+    assert runs["inproc"][0][1] != runs["inproc"][1][1]  # two different configs
+    assert runs["worker"] == runs["inproc"]
+
+
+def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, capsys):
+    from search.isolate import Worker
+    from search.config import SEED_CONFIG, TrainConfig
+    from search.data import make_data
+    from tests.helpers import tiny_source
+
+    assert main(["search", "--worker-trials", "0", *common(tmp_path)]) == 2
+    assert "--worker-trials" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+    data = make_data(tiny_source(60, 20), 40, 20, 0)
+    config = TrainConfig.load(SEED_CONFIG).replace(
+        weights="none", head_epochs=1, unfreeze_depth=0, stage_lrs=(), batch_size=20,
+        train_samples=40, val_samples=20)
+    worker = Worker(data, None, 0, max_trials=2)
+    try:
+        seen = []
+        values = [worker.train(config, lambda e, logs: seen.append(e) and False)[1]
+                  for _ in range(3)]
+        assert worker.started == 2 and worker.trials == 1  # 2 trials in the first, 1 in the next
+        assert seen == [0, 0, 0] and values[0] == values[1] == values[2]
+        pid = worker.proc.pid
+        assert worker.train(config, lambda e, logs: True) == ("stopped",)  # pruned: kept
+        assert worker.proc.pid == pid
+    finally:
+        worker.close()
+    assert worker.proc is None
 
 
 def test_a_search_ends_with_its_report_notes_and_trial_artifacts(searched):
