@@ -45,7 +45,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30, help="trials to run (default 30)")
     ap.add_argument("--no-cache", action="store_true",
                     help="train the full network live (as --no-cache does) instead of on the cache")
-    ap.add_argument("--isolate", action="store_true", help="train each trial in a child process")
+    ap.add_argument("--isolate", action="store_true",
+                    help="train trials in a worker process (replaced every 10 trials)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cache = None if args.no_cache else FeatureCache(Path(tmp) / "cache", views=2)
