@@ -24,7 +24,7 @@ import tensorflow as tf
 from search.config import TrainConfig
 from search.data import Data
 from search.errors import DivergedError
-from search.model import BASE, HEAD, build_augment, build_cached_model, build_model, set_stage
+from search.model import BASE, HEAD, build_augment, build_cached_model, build_model, set_stage, write_back
 
 # Each stage recompiles the model by design; TF's retracing warning about that is noise.
 tf.get_logger().setLevel("ERROR")
@@ -101,6 +101,14 @@ class KeepBest(keras.callbacks.Callback):
         if self.weights is not None:
             for var, w in zip(self.variables, self.weights):
                 var.assign(w)
+
+
+class WriteBack(keras.callbacks.Callback):
+    """After every epoch, copies the stage model's own centre taps into the base's convolutions
+    (see model.MatmulConv), so that what later callbacks snapshot is the trained network."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_back(self.model)
 
 
 def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) -> None:
@@ -184,12 +192,13 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
                                                     factor=config.reduce_lr_factor,
                                                     patience=config.reduce_lr_patience,
                                                     min_lr=config.min_lr, verbose=0)
-        cbs = [keras.callbacks.TerminateOnNaN(), StageCosine(epoch, planned[k]), plateau, stop,
-               keep, *callbacks]
+        cbs = [WriteBack(), keras.callbacks.TerminateOnNaN(), StageCosine(epoch, planned[k]),
+               plateau, stop, keep, *callbacks]
         stream = batches(views, y_train, config.batch_size, config.seed, epoch, epochs[k])
         h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
                       epochs=epoch + epochs[k], initial_epoch=epoch, validation_data=val,
                       validation_batch_size=256, shuffle=False, callbacks=cbs, verbose=verbose)
+        write_back(model)  # EarlyStopping may have restored an earlier epoch's centre taps
         secs = time.perf_counter() - t0
         _check_finite(h.history, k, epoch, model)
         n_run = len(h.epoch)

@@ -220,9 +220,9 @@ def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
 
 
 def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, capsys):
-    from search.isolate import Worker
     from search.config import SEED_CONFIG, TrainConfig
     from search.data import make_data
+    from search.isolate import Worker
     from tests.helpers import tiny_source
 
     assert main(["search", "--worker-trials", "0", *common(tmp_path)]) == 2
