@@ -61,17 +61,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     first = train(config, data, log=quiet, cache=cache, cache_depth=20)  # fills the cache
     fill = cache.stats.fill_seconds
     cached = train(config, data, log=quiet, cache=cache, cache_depth=20)  # every later trial
-    print(f"\n{'stage':<7}{'layers open':>12}{'no cache (s)':>14}{'1st trial (s)':>15}"
-          f"{'cached (s)':>12}{'ratio':>8}")
-    plain = _per_stage(live) if live else [float("nan")] * len(cached.stages)
-    for s, a, f, b in zip(cached.stages, plain, _per_stage(first), _per_stage(cached)):
-        print(f"{s.index:<7}{s.depth:>12}{a:>14.1f}{f:>15.1f}{b:>12.1f}{a / max(b, 1e-9):>8.1f}x")
-    ta, tf, tb = sum(plain), sum(_per_stage(first)), sum(_per_stage(cached))
-    print(f"{'all':<7}{'':>12}{ta:>14.1f}{tf:>15.1f}{tb:>12.1f}{ta / max(tb, 1e-9):>8.1f}x")
-    print(f"cache fill (once per study, inside the 1st trial): {fill:.1f}s; cache memory "
-          f"{cache.memory_bytes / 2**20:.0f} MiB; 1st trial {ta / tf:.1f}x faster than no cache")
-    print(f"val accuracy: no cache {live.val_accuracy if live else float('nan'):.4f}, "
-          f"cached {cached.val_accuracy:.4f}")
+    if live is None:  # --skip-live: the cached path alone
+        print(f"\n{'stage':<7}{'layers open':>12}{'1st trial (s)':>15}{'cached (s)':>12}{'s/epoch':>9}")
+        for s, f, b in zip(cached.stages, _per_stage(first), _per_stage(cached)):
+            print(f"{s.index:<7}{s.depth:>12}{f:>15.1f}{b:>12.1f}{b / max(s.epochs, 1):>9.2f}")
+        tf, tb = sum(_per_stage(first)), sum(_per_stage(cached))
+        print(f"{'all':<7}{'':>12}{tf:>15.1f}{tb:>12.1f}")
+        print(f"cache fill (once per study, inside the 1st trial): {fill:.1f}s; cache memory "
+              f"{cache.memory_bytes / 2**20:.0f} MiB; val accuracy {cached.val_accuracy:.4f}")
+    else:
+        print(f"\n{'stage':<7}{'layers open':>12}{'no cache (s)':>14}{'1st trial (s)':>15}"
+              f"{'cached (s)':>12}{'ratio':>8}")
+        plain = _per_stage(live)
+        for s, a, f, b in zip(cached.stages, plain, _per_stage(first), _per_stage(cached)):
+            print(f"{s.index:<7}{s.depth:>12}{a:>14.1f}{f:>15.1f}{b:>12.1f}{a / max(b, 1e-9):>8.1f}x")
+        ta, tf, tb = sum(plain), sum(_per_stage(first)), sum(_per_stage(cached))
+        print(f"{'all':<7}{'':>12}{ta:>14.1f}{tf:>15.1f}{tb:>12.1f}{ta / max(tb, 1e-9):>8.1f}x")
+        print(f"cache fill (once per study, inside the 1st trial): {fill:.1f}s; cache memory "
+              f"{cache.memory_bytes / 2**20:.0f} MiB; 1st trial {ta / tf:.1f}x faster than no cache")
+        print(f"val accuracy: no cache {live.val_accuracy:.4f}, cached {cached.val_accuracy:.4f}")
     if not args.skip_float16:
         other = "float16" if args.cache_dtype == "float32" else "float32"
         half = FeatureCache(None, views=args.aug_views, dtype=other)
@@ -80,7 +88,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"{half.memory_bytes / 2**20:.0f} MiB, fill {half.stats.fill_seconds:.1f}s, "
               f"training {sum(_per_stage(r)):.1f}s")
     if args.study_trials > 0:
-        _bench_study(args, ta / sum(s.epochs for s in cached.stages))
+        rate = sum(_per_stage(live)) / sum(s.epochs for s in live.stages) if live else float("nan")
+        _bench_study(args, rate)
     return 0
 
 
