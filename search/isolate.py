@@ -124,6 +124,8 @@ class Worker:
 
         Returns ("done", val_accuracy, history dict, stages, cache summary) or ("stopped",);
         raises DivergedError or ChildFailed as the child reports."""
+        if self.proc is not None and not self.proc.is_alive():  # died while idle (e.g. OOM)
+            self.close(wait=False)
         if self.proc is not None and self.trials >= self.max_trials:
             self.close()
         if self.proc is None:

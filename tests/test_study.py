@@ -239,9 +239,13 @@ def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, cap
                   for _ in range(3)]
         assert worker.started == 2 and worker.trials == 1  # 2 trials in the first, 1 in the next
         assert seen == [0, 0, 0] and values[0] == values[1] == values[2]
+        worker.proc.kill()  # dies while idle, with a trial to spare: the next gets a new one
+        worker.proc.join(5)
+        assert worker.train(config, lambda e, logs: False)[1] == values[0]
+        assert worker.started == 3 and worker.trials == 1
         pid = worker.proc.pid
         assert worker.train(config, lambda e, logs: True) == ("stopped",)  # pruned: kept
-        assert worker.proc.pid == pid
+        assert worker.proc.pid == pid and worker.started == 3
     finally:
         worker.close()
     assert worker.proc is None
