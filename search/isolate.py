@@ -88,7 +88,7 @@ class Worker:
     """A child process that trains trial after trial, started on first use and replaced after
     `max_trials` trials (bounding TensorFlow's per-trial leak) or whenever a trial did not end
     cleanly (an error, an interrupt, a broken pipe). Reusing it saves each trial the child's
-    start-up (Python, TensorFlow, the cache's maps): about 8 s of a 2-core CPU.
+    start-up (Python, TensorFlow, the cache's maps): about 4 s a trial on a 2-core CPU.
 
     A trial's result does not depend on which worker ran it: train() clears Keras' session and
     seeds everything at its start (tested: identical to a fresh process per trial)."""
