@@ -61,25 +61,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     first = train(config, data, log=quiet, cache=cache, cache_depth=20)  # fills the cache
     fill = cache.stats.fill_seconds
     cached = train(config, data, log=quiet, cache=cache, cache_depth=20)  # every later trial
-    if live is None:  # --skip-live: the cached path alone
-        print(f"\n{'stage':<7}{'layers open':>12}{'1st trial (s)':>15}{'cached (s)':>12}{'s/epoch':>9}")
-        for s, f, b in zip(cached.stages, _per_stage(first), _per_stage(cached)):
-            print(f"{s.index:<7}{s.depth:>12}{f:>15.1f}{b:>12.1f}{b / max(s.epochs, 1):>9.2f}")
-        tf, tb = sum(_per_stage(first)), sum(_per_stage(cached))
-        print(f"{'all':<7}{'':>12}{tf:>15.1f}{tb:>12.1f}")
-        print(f"cache fill (once per study, inside the 1st trial): {fill:.1f}s; cache memory "
-              f"{cache.memory_bytes / 2**20:.0f} MiB; val accuracy {cached.val_accuracy:.4f}")
-    else:
-        print(f"\n{'stage':<7}{'layers open':>12}{'no cache (s)':>14}{'1st trial (s)':>15}"
-              f"{'cached (s)':>12}{'ratio':>8}")
-        plain = _per_stage(live)
-        for s, a, f, b in zip(cached.stages, plain, _per_stage(first), _per_stage(cached)):
-            print(f"{s.index:<7}{s.depth:>12}{a:>14.1f}{f:>15.1f}{b:>12.1f}{a / max(b, 1e-9):>8.1f}x")
-        ta, tf, tb = sum(plain), sum(_per_stage(first)), sum(_per_stage(cached))
-        print(f"{'all':<7}{'':>12}{ta:>14.1f}{tf:>15.1f}{tb:>12.1f}{ta / max(tb, 1e-9):>8.1f}x")
-        print(f"cache fill (once per study, inside the 1st trial): {fill:.1f}s; cache memory "
-              f"{cache.memory_bytes / 2**20:.0f} MiB; 1st trial {ta / tf:.1f}x faster than no cache")
-        print(f"val accuracy: no cache {live.val_accuracy:.4f}, cached {cached.val_accuracy:.4f}")
+    # Per stage: [no cache,] 1st trial, cached, then the ratio (or, without the live run, the
+    # cached seconds per epoch); the same columns summed in the last row.
+    cols = [("1st trial (s)", _per_stage(first)), ("cached (s)", _per_stage(cached))]
+    if live is not None:
+        cols.insert(0, ("no cache (s)", _per_stage(live)))
+    print(f"\n{'stage':<7}{'layers open':>12}" + "".join(f"{n:>15}" for n, _ in cols)
+          + ("   ratio" if live else "  s/epoch"))
+    rows = [(str(st.index), str(st.depth), [v[i] for _, v in cols], st.epochs)
+            for i, st in enumerate(cached.stages)]
+    rows.append(("all", "", [sum(v) for _, v in cols], None))
+    for name, depth, vals, epochs in rows:
+        last = (f"{vals[0] / max(vals[-1], 1e-9):>7.1f}x" if live
+                else f"{vals[-1] / epochs:>9.2f}" if epochs else "")
+        print(f"{name:<7}{depth:>12}" + "".join(f"{v:>15.1f}" for v in vals) + last)
+    print(f"cache fill (once per study, inside the 1st trial): {fill:.1f}s; cache memory "
+          f"{cache.memory_bytes / 2**20:.0f} MiB"
+          + (f"; 1st trial {sum(cols[0][1]) / sum(cols[1][1]):.1f}x faster than no cache" if live
+             else ""))
+    print(f"val accuracy: {f'no cache {live.val_accuracy:.4f}, ' if live else ''}"
+          f"cached {cached.val_accuracy:.4f}")
     if not args.skip_float16:
         other = "float16" if args.cache_dtype == "float32" else "float32"
         half = FeatureCache(None, views=args.aug_views, dtype=other)

@@ -66,7 +66,7 @@ def main() -> None:
                       flush=True)
 
         study.optimize(Objective(space, data, Path(tmp) / "study", cache=cache,
-                                 isolate=args.isolate),
+                                 isolate=args.isolate, worker_trials=10),
                        n_trials=args.trials, callbacks=[report])
 
 

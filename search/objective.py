@@ -66,17 +66,18 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
 class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
                  argv: list[str] | None = None, cache=None, isolate: bool = False,
-                 worker_trials: int = 10):
+                 worker_trials: int | None = None):
         """isolate: train in a worker process (search.isolate.Worker), replaced every
-        `worker_trials` trials."""
+        `worker_trials` trials (default 10 on the cache; 1 without, where a trial leaks more)."""
         self.space, self.data, self.study_dir = space, data, Path(study_dir)
-        self.verbose, self.argv, self.cache, self.isolate = verbose, argv, cache, isolate
+        self.verbose, self.argv, self.cache = verbose, argv, cache
         self.worker = None
         if isolate:
             from search.isolate import Worker
 
             self.worker = Worker(data, cache.args() if cache is not None else None,
-                                 space.max_depth(), worker_trials)
+                                 space.max_depth(),
+                                 worker_trials or (10 if cache is not None else 1))
 
     def close(self) -> None:
         """End the worker process, if any (between trials; safe to call twice)."""
@@ -92,7 +93,7 @@ class Objective:
         trial.set_user_attr("run_dir", str(run_dir))
         epochs = EpochLog()
         try:
-            run = self._in_child if self.isolate else self._in_process
+            run = self._in_child if self.worker is not None else self._in_process
             value, history, stages = run(trial, config, epochs)
         except DivergedError as e:
             trial.set_user_attr("failure", f"diverged: {e}")

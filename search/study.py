@@ -286,8 +286,7 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if hasattr(objective, "close"):
-            objective.close()  # the worker process, if any
+        objective.close()  # the worker process, if any
 
 
 def _raise_interrupt(signum, frame):

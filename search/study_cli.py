@@ -144,9 +144,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if cache is not None and cache.directory is None and not args.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
-    worker_trials = args.worker_trials or (1 if cache is None else 10)
     objective = Objective(space, data, study_dir, verbose=args.verbose, cache=cache,
-                          isolate=not args.no_isolate, worker_trials=worker_trials)
+                          isolate=not args.no_isolate, worker_trials=args.worker_trials)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     run(study, objective, args.trials, args.timeout, resume, args.epoch_budget)
     from optuna.trial import TrialState
