@@ -1,15 +1,14 @@
 """Hyperparameter search for transfer learning: ResNet50 → CIFAR-10, searched with Optuna.
 
-Layout (build / fit / search kept apart, as in keras-tuner):
-  config.py    TrainConfig, the one frozen dataclass that reaches training
-  data.py      the three CIFAR-10 sources, the seeded stratified split
-  model.py     ResNet50 base + head, which layers are open at each stage
-  train.py     train(config, data) -> TrainResult; never imports Optuna
-  outputs.py   the run folder: config, command, history, curves, metrics, model
-  evaluate.py  test-set metrics and single-image prediction
-  space.py     search spaces (spaces/*.yaml), backend-neutral
-  objective.py / study.py   the Optuna side
-  cli.py       argparse front end behind run_search.py
+Layers, each importing only those before it (tests/test_layout.py enforces it):
+  errors.py, files.py   user errors; the one atomic writer
+  recipe/   one training run: config, data, model, train, evaluate, run folder
+  cache/    the exact cache of the frozen part, and the StageSource that trains on it
+  tuning/   spaces, the Optuna and KerasTuner adapters, storage, worker, study loop, retrain
+  report/   the study's report: index.html, figures, trials.csv, artifacts
+  jobs.py   the end-to-end jobs (search, finalize) as typed functions
+  bench/    benchmarks that return their figures as values
+  cli/      the command line behind run_search.py
 """
 
 import os

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from search.data import Data, Source, make_data
-from search.synthetic import colour_source
+from search.recipe.data import Data, Source, make_data
+from search.recipe.synthetic import colour_source
 
 
 def tiny_source(n_train: int = 300, n_test: int = 100, size: int = 32, seed: int = 0) -> Source:

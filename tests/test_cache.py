@@ -1,8 +1,10 @@
 """The exact cache: the suffix on cached prefix outputs is the full model, and trains the same."""
 
+import functools
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -10,10 +12,13 @@ import pytest
 
 from conftest import ROOT
 from helpers import tiny_data
-from search.cache import FeatureCache, augment_view, boundary_features, predict_boundary
-from search.config import TrainConfig
-from search.model import BASE, HEAD, boundary, build_bridge, build_cached_model, build_model, build_prefix
-from search.train import fit_stages
+from search.cache.features import augment_view, boundary_features, cached_stages, predict_boundary
+from search.cache.matmul import MatmulConv
+from search.cache.store import FeatureCache
+from search.cache.surgery import boundary, build_bridge, build_cached_model, build_prefix
+from search.recipe.config import TrainConfig
+from search.recipe.model import BASE, HEAD, build_model
+from search.recipe.train import Stage, fit_stages
 
 CFG = TrainConfig(weights="none", train_samples=200, val_samples=50, head_epochs=1,
                   unfreeze_depth=5, stage_lrs=(1e-3,), finetune_epochs=1, batch_size=32,
@@ -58,11 +63,25 @@ def test_bridge_from_a_deeper_boundary_equals_the_prefix(full, outer, inner):
         np.testing.assert_allclose(g, w, atol=1e-6 * np.abs(w).max(), rtol=1e-5)
 
 
-def trainable_after_one_fine_tuning_stage(path: str, data, views_raw, depth: int = 5):
+def SGD(config, lr):  # noqa: N802
+    """Plain SGD: a step is lr x gradient, so float-order noise in a gradient stays noise-sized
+    (Adam divides by sqrt(v): near-zero gradients' noise becomes steps of about lr)."""
+    return keras.optimizers.SGD(lr)
+
+
+@dataclass
+class Trained:
+    values: list  # the variables as the last epoch left them
+    initial: list  # ... and as training found them
+    val_probs: np.ndarray  # the full model on the validation images, at the last epoch's weights
+
+
+def train_one_fine_tuning_stage(path: str, data, views_raw, depth: int = 5, optimizer=SGD) -> Trained:
     """Stage 0 + one stage opening `depth` layers on fixed views: by the full model ("full"), by
     one suffix of that depth on its boundary tensors for both stages, with the same ops
-    ("cached"), or by each stage's own suffix on its own boundary, bridged from cached tensors at
-    twice the depth, with convolutions as matmuls ("recut": what train() does)."""
+    ("cached"), or by what train() runs on the cache ("recut": cached_stages, each stage's own
+    suffix on its own boundary, bridged from cached tensors at twice the depth, convolutions as
+    matmuls)."""
     cfg = CFG.replace(unfreeze_depth=depth, unfreeze_step=depth)
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
@@ -71,30 +90,27 @@ def trainable_after_one_fine_tuning_stage(path: str, data, views_raw, depth: int
     y = keras.utils.to_categorical(data.y_train, 10)
     yv = keras.utils.to_categorical(data.y_val, 10)
     if path == "full":
-        fixed = (model, [[v] for v in views_raw], [data.x_val.astype("float32")])
+        fixed = Stage(model, [[v] for v in views_raw], [data.x_val.astype("float32")])
+        stage_inputs = lambda d: fixed  # noqa: E731
     if path == "cached":
         prefix = build_prefix(cfg, base, (32, 32, 3), depth)
-        fixed = (build_cached_model(cfg, base, head, depth, fast=False)[0],
-                 [predict_boundary(prefix, v) for v in views_raw],
-                 predict_boundary(prefix, data.x_val))
+        fixed = Stage(build_cached_model(cfg, base, head, depth, fast=False)[0],
+                      [predict_boundary(prefix, v) for v in views_raw],
+                      predict_boundary(prefix, data.x_val))
+        stage_inputs = lambda d: fixed  # noqa: E731
     if path == "recut":
-        prefix = build_prefix(cfg, base, (32, 32, 3), 2 * depth)
-        deep = [predict_boundary(prefix, v) for v in views_raw]
-        deep_val = predict_boundary(prefix, data.x_val)
-
-    def stage_inputs(d):
-        if path != "recut":
-            return fixed
-        bridge = build_bridge(base, 2 * depth, d)
-        return (build_cached_model(cfg, base, head, d)[0],
-                [predict_boundary(bridge, v) for v in deep], predict_boundary(bridge, deep_val))
-
+        cache = FeatureCache(None, views=len(views_raw))
+        stage_inputs = cached_stages(cache, 2 * depth)(cfg, data, model, base)
     top = [la for la in base.layers[-depth:]
            if isinstance(la, keras.layers.Conv2D)]  # the convs the last stage opens
     variables = [w for la in [*top, model.get_layer(HEAD)] for w in la.trainable_weights]
     last = Snapshot(variables)
-    fit_stages(cfg, model, base, stage_inputs, y, yv, [last], log=lambda *_: None)
-    return last.values, last.initial
+    fit_stages(cfg, model, base, stage_inputs, y, yv, [last], log=lambda *_: None,
+               optimizer=optimizer)
+    for var, value in zip(variables, last.values):  # the full model at the last epoch's weights
+        var.assign(value)
+    probs = model.predict(data.x_val.astype("float32"), verbose=0)
+    return Trained(last.values, last.initial, probs)
 
 
 class Snapshot(keras.callbacks.Callback):
@@ -113,38 +129,59 @@ class Snapshot(keras.callbacks.Callback):
         self.values = [v.numpy() for v in self.variables]
 
 
+@functools.cache
+def trained(path: str, depth: int) -> Trained:
+    data = tiny_data(200, 50)
+    views = tuple(augment_view(CFG, data.x_train, v) for v in range(2))
+    return train_one_fine_tuning_stage(path, data, views, depth)
+
+
+def assert_same_training(a: Trained, b: Trained, rel: float = 1e-2) -> None:
+    """Two paths trained the same network: every trained array agrees with the reference to
+    `rel` of how far training moved that array. Under plain SGD the recut path's float-order
+    noise (a matmul sums in another order than a convolution) stays near 1e-4 of the move, while
+    a real difference (a skipped step, a wrong view, a stale centre tap) is of the order of the
+    move itself."""
+    assert len(a.values) == len(b.values)
+    for i, (wa, wb, w0, v0) in enumerate(zip(a.values, b.values, a.initial, b.initial)):
+        np.testing.assert_array_equal(w0, v0)  # same start
+        moved = np.abs(wa - w0).max()
+        assert moved > 1e-6, f"array {i} did not train"
+        off = np.abs(wa - wb).max()
+        assert off <= rel * moved, f"array {i}: {off:.3g} apart after a move of {moved:.3g}"
+
+
 @pytest.mark.parametrize("depth,n_weights", [(5, 2 + 6), (10, 6 + 6)])
 def test_training_on_the_cache_matches_training_the_full_model(depth, n_weights):
     """At depth 10 the stage opens conv5_block3_2_conv, a 3×3 kernel on 1×1 maps that the cached
     path trains as its centre tap alone (MatmulConv): the whole kernel must still match."""
-    data = tiny_data(200, 50)
-    views = [augment_view(CFG, data.x_train, v) for v in range(2)]
-    a, a0 = trainable_after_one_fine_tuning_stage("full", data, views, depth)
-    assert len(a) == n_weights  # (kernel, bias) per open conv + head (3 x 2)
-    for wa, w0 in zip(a, a0):  # training moved every array, so agreement below means something
-        assert (np.abs(wa - w0) > 5e-4).mean() > 0.04
-    # Same ops ("cached"): every element tight. The recut path's matmuls sum in another order,
-    # and Adam turns float noise in near-zero gradients into steps of ~lr (1e-3 here) in either
-    # direction, so there a few elements differ by up to a few steps (measured at depth 10: at
-    # most 1% of an array by over half a step, against 57-92% moved by that much in training);
-    # a real difference (a skipped step, a wrong view, a stale centre tap) moves far more.
-    for path in ("cached", "recut"):
-        b, b0 = trainable_after_one_fine_tuning_stage(path, data, views, depth)
-        assert len(b) == n_weights
-        for i, (wa, wb, w0, v0) in enumerate(zip(a, b, a0, b0)):
-            np.testing.assert_array_equal(w0, v0)  # same start
-            if path == "cached":
-                np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5, err_msg=path)
-                continue
-            assert (np.abs(wa - wb) > 5e-4).mean() < 0.02, (path, i)
-            assert np.abs(wa - wb).max() < 10 * 1e-3, (path, i)
+    a = trained("full", depth)
+    assert len(a.values) == n_weights  # (kernel, bias) per open conv + head (3 x 2)
+    same_ops = trained("cached", depth)  # the same ops in the same order: every element tight
+    for wa, wb in zip(a.values, same_ops.values):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+    assert_same_training(a, same_ops)
+    recut = trained("recut", depth)  # what train() runs on the cache
+    assert_same_training(a, recut)
+    np.testing.assert_allclose(recut.val_probs, a.val_probs, atol=1e-3)
     if depth == 10:  # conv5_block3_2_conv, trained as its centre tap: the outer taps never move
-        k_full, k_recut, k0 = a[2], b[2], a0[2]
-        assert (np.abs(k_full[1, 1] - k0[1, 1]) > 5e-4).mean() > 0.25  # the centre did
+        k_full, k_recut, k0 = a.values[2], recut.values[2], a.initial[2]
+        assert (k_full[1, 1] != k0[1, 1]).mean() > 0.25  # the centre did
         outer = np.ones((3, 3), bool)
         outer[1, 1] = False
         np.testing.assert_array_equal(k_full[outer], k0[outer])
         np.testing.assert_array_equal(k_recut[outer], k0[outer])
+
+
+def test_the_training_check_fails_when_the_centre_tap_is_not_written_back(monkeypatch):
+    """The check above has teeth: with MatmulConv's write-back disabled, the full model keeps the
+    3×3 kernel's initial centre while the stage trained a copy, and the check fails."""
+    monkeypatch.setattr(MatmulConv, "write_back", lambda self: None)
+    data = tiny_data(200, 50)
+    views = tuple(augment_view(CFG, data.x_train, v) for v in range(2))
+    stale = train_one_fine_tuning_stage("recut", data, views, 10)
+    with pytest.raises(AssertionError, match="array 2"):
+        assert_same_training(trained("full", 10), stale)
 
 
 def test_views_are_deterministic_and_distinct():
@@ -185,7 +222,7 @@ def test_cache_keys_miss_on_any_change_and_hit_in_a_new_process(tmp_path, full):
     assert c.stats.misses == 6
 
     code = ("import sys; sys.path[:0] = ['tests', '.']; from test_cache import fill; "
-            "from search.cache import FeatureCache; "
+            "from search.cache.store import FeatureCache; "
             f"c = FeatureCache({str(tmp_path)!r}, views=2); fill(c); "
             "print(c.stats.hits, c.stats.misses)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import ROOT, SHARED_DATA, SHARED_WEIGHTS
 from helpers import tiny_source, write_tiny_folders
 from search.cli import main
-from search.config import TrainConfig
+from search.recipe.config import TrainConfig
 
 
 def tiny_config(tmp_path, **kw):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from search.config import SEED_CONFIG, TrainConfig
 from search.errors import ConfigError
+from search.recipe.config import SEED_CONFIG, TrainConfig
 
 
 def test_seed_config_loads_with_the_recipe_values():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.data import CIFAR10_CLASSES, load_source, make_data, stratified_split
 from search.errors import DataError
+from search.recipe.data import CIFAR10_CLASSES, load_source, make_data, stratified_split
 
 rng = np.random.default_rng(0)
 XTR = rng.integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8)

@@ -7,8 +7,8 @@ import pytest
 
 from helpers import write_tiny_folders
 from search.cli import main
-from search.kt_backend import hyperparameters, values_of
-from search.space import SPACES_DIR, load_space
+from search.tuning.kt_backend import hyperparameters, values_of
+from search.tuning.space import SPACES_DIR, load_space
 
 TINY = str(SPACES_DIR / "tiny.yaml")
 

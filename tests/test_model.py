@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from search.config import TrainConfig
 from search.errors import WeightsError
-from search.model import BASE, HEAD, build_model, check_weights, set_stage
+from search.recipe.config import TrainConfig
+from search.recipe.model import BASE, HEAD, build_model, check_weights, set_stage
 
 CFG = TrainConfig(weights="none", head_layers=2, head_width=48, dropout=0.25)
 

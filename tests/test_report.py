@@ -14,9 +14,9 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from PIL import Image
 
-from search.outputs import write_history
-from search.report import make_report
-from search.report_plots import DPI, SIZES
+from search.recipe.run_dir import write_history
+from search.report.page import make_report
+from search.report.plots import DPI, SIZES
 
 NAMES = [f"class{i}" for i in range(10)]
 

@@ -4,8 +4,8 @@ import optuna
 import pytest
 
 from search.errors import ConfigError
-from search.optuna_space import all_distributions, suggest
-from search.space import SPACES_DIR, load_space
+from search.tuning.optuna_space import all_distributions, suggest
+from search.tuning.space import SPACES_DIR, load_space
 
 
 @pytest.mark.parametrize("path", sorted(SPACES_DIR.glob("*.yaml")), ids=lambda p: p.name)

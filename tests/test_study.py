@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 from conftest import ROOT
 from helpers import write_tiny_folders
 from search.cli import main
-from search.config import TrainConfig
-from search.space import SPACES_DIR, load_space
-from search.study import DEFAULT_STUDY, default_storage
+from search.recipe.config import TrainConfig
+from search.tuning.space import SPACES_DIR, load_space
+from search.tuning.storage import DEFAULT_STUDY, default_storage
 
 TINY = str(SPACES_DIR / "tiny.yaml")
 
@@ -220,9 +220,9 @@ def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
 
 
 def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, capsys):
-    from search.config import SEED_CONFIG, TrainConfig
-    from search.data import make_data
-    from search.isolate import Worker
+    from search.recipe.config import SEED_CONFIG, TrainConfig
+    from search.recipe.data import make_data
+    from search.tuning.worker import Worker
     from tests.helpers import tiny_source
 
     assert main(["search", "--worker-trials", "0", *common(tmp_path)]) == 2
@@ -253,19 +253,24 @@ def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, cap
 
 def test_a_search_ends_with_its_report_notes_and_trial_artifacts(searched):
     from optuna.artifacts import get_all_artifact_meta
-    from optuna_dashboard._note import get_note_from_system_attrs
+    from optuna_dashboard import get_note
 
-    study = load(searched)
+    storage = optuna.storages.RDBStorage(default_storage(searched / "res"))
+    study = optuna.load_study(study_name=DEFAULT_STUDY, storage=storage)
     report = searched / "res" / DEFAULT_STUDY / "report"
     for f in ("index.html", "trials.csv", "optimization_history.png", "confusion_matrix.png",
               "misclassified.png", "top5_curves.png"):
         assert (report / f).is_file(), f
-    attrs = study._storage.get_study_system_attrs(study._study_id)  # where notes are kept
+    study_id = storage.get_study_id_from_name(DEFAULT_STUDY)
+
+    def note(t):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        return get_note(optuna.trial.Trial(study, trial_id))
+
     for t in study.trials:
-        note = get_note_from_system_attrs(attrs, t._trial_id)["body"]
-        assert note.startswith("**complete**" if t.state == TrialState.COMPLETE else "**pruned")
+        assert note(t).startswith("**complete**" if t.state == TrialState.COMPLETE else "**pruned")
     best = study.best_trial
-    assert "| 0 | 0 |" in get_note_from_system_attrs(attrs, best._trial_id)["body"]
-    names = {m.filename for m in get_all_artifact_meta(best, storage=study._storage)}
+    assert "| 0 | 0 |" in note(best)
+    names = {m.filename for m in get_all_artifact_meta(best, storage=storage)}
     assert names == {"curves.png", "history.csv"}
     assert "best_model.keras" in {m.filename for m in get_all_artifact_meta(study)}

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from helpers import tiny_data
-from search.config import TrainConfig
 from search.errors import DivergedError
-from search.train import train
+from search.recipe.config import TrainConfig
+from search.recipe.train import train
 
 # Two stages (head, then the top 5 layers), 2 epochs each: small enough for CI, long enough to learn.
 CFG = TrainConfig(weights="none", train_samples=200, val_samples=50, head_epochs=2,

@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 from conftest import ROOT
 from helpers import write_tiny_folders
 from search.cli import main
-from search.space import SPACES_DIR
-from search.study import default_storage
+from search.tuning.space import SPACES_DIR
+from search.tuning.storage import default_storage
 
 PG = os.environ.get("SEARCH_TEST_POSTGRES")
 TINY = str(SPACES_DIR / "tiny.yaml")

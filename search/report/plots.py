@@ -19,6 +19,8 @@ import optuna.visualization.matplotlib as ovm  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from search.files import atomic_path  # noqa: E402
+
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
     "optimization_history": (10, 6), "param_importances": (10, 6),
@@ -37,10 +39,9 @@ def _save(fig, name: str, out: Path, tight: bool = True) -> Path:
     if tight:  # not on Optuna's figures: their colorbars are placed for their own layout
         fig.tight_layout()
     path = out / f"{name}.png"
-    tmp = out / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=DPI)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

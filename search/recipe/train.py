@@ -7,13 +7,16 @@ ReduceLROnPlateau cuts the LR on a val_loss plateau. Epochs carry one global ind
 (`initial_epoch`), so callbacks passed in (e.g. a pruner) see strictly increasing steps.
 
 The returned model holds the weights of the best validation epoch across all stages.
-No Optuna here: the search reaches training only through `callbacks`.
+No Optuna here: the search reaches training only through `callbacks`. What each stage fits on is a
+`StageSource`: by default the full network on live-augmented images; search.cache provides one
+that trains each stage's open layers on cached boundary tensors. This module knows neither.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
@@ -21,10 +24,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from search.config import TrainConfig
-from search.data import Data
 from search.errors import DivergedError
-from search.model import BASE, HEAD, build_augment, build_cached_model, build_model, set_stage, write_back
+from search.recipe.config import TrainConfig
+from search.recipe.data import Data
+from search.recipe.model import BASE, HEAD, build_augment, build_model, set_stage
 
 # Each stage recompiles the model by design; TF's retracing warning about that is noise.
 tf.get_logger().setLevel("ERROR")
@@ -103,12 +106,41 @@ class KeepBest(keras.callbacks.Callback):
                 var.assign(w)
 
 
-class WriteBack(keras.callbacks.Callback):
-    """After every epoch, copies the stage model's own centre taps into the base's convolutions
-    (see model.MatmulConv), so that what later callbacks snapshot is the trained network."""
+@dataclass
+class Stage:
+    """What a stage opening `depth` layers fits: `model` shares its layers with the inference model;
+    train_views[v][j] is input j of augmented view v (one view: no choice), val_inputs[j] input j.
+    `sync`, when given, copies variables private to the stage model back into the shared layers;
+    it runs after every epoch (before anything snapshots the weights) and after the fit."""
+
+    model: keras.Model
+    train_views: list[list[np.ndarray]]
+    val_inputs: list[np.ndarray]
+    sync: Callable[[], None] | None = None
+
+
+# A StageSource gets (config, data, inference model, base) once per training run and returns
+# depth -> Stage, called once per stage.
+StageSource = Callable[[TrainConfig, Data, keras.Model, keras.Model], Callable[[int], Stage]]
+
+
+def live_stages(config: TrainConfig, data: Data, model: keras.Model, base: keras.Model):
+    """The exact recipe: the full network on freshly augmented images every epoch, every stage."""
+    aug_in = keras.Input(shape=data.x_train.shape[1:], name="image")
+    live = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="live_augment")
+    stage = Stage(live, [[data.x_train]], [data.x_val.astype("float32")])
+    return lambda depth: stage
+
+
+class Sync(keras.callbacks.Callback):
+    """Runs a stage's `sync` after every epoch, ahead of the callbacks that snapshot weights."""
+
+    def __init__(self, sync: Callable[[], None]):
+        super().__init__()
+        self.sync = sync
 
     def on_epoch_end(self, epoch, logs=None):
-        write_back(self.model)
+        self.sync()
 
 
 def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) -> None:
@@ -145,17 +177,24 @@ def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed:
             yield (tuple(xs) if n_inputs > 1 else xs[0]), y[idx]
 
 
+def make_optimizer(config: TrainConfig, lr: float) -> keras.optimizers.Optimizer:
+    """A stage's optimizer: AdamW with the config's decoupled weight decay, plain Adam without."""
+    if config.weight_decay > 0:
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
 def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage_inputs, y_train,
                y_val, callbacks=(), verbose: int = 0, log=print, depths=None,
-               epoch_budget: int | None = None):
+               epoch_budget: int | None = None, optimizer=make_optimizer):
     """Run stages 0..k; returns (history rows, stage records, KeepBest). `owner` is the inference
     model, left holding the best epoch's weights.
 
-    stage_inputs(depth) -> (fit_model, train_views, val_inputs): what a stage opening `depth`
-    layers trains, e.g. the live-augmenting full model on images, or that stage's own suffix on
-    its own cached boundary tensors. Every fit_model shares its layers with `owner`.
+    stage_inputs(depth) -> Stage: what a stage opening `depth` layers trains, e.g. the
+    live-augmenting full model on images, or that stage's own suffix on its own cached boundary
+    tensors. Every stage model shares its layers with `owner`.
     epoch_budget: train at most this many epochs in all, cutting the schedule short (a tuner's
-    resource, e.g. Hyperband's)."""
+    resource, e.g. Hyperband's). optimizer(config, lr) makes each stage's optimizer."""
     lrs = [config.head_lr, *config.stage_lrs]
     planned = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
     epochs = list(planned)  # what runs: the plan, unless the epoch budget cuts it
@@ -173,15 +212,12 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
             if epochs[k] <= 0:
                 break
         t0 = time.perf_counter()
-        model, views, val_x = stage_inputs(depth)
+        stage = stage_inputs(depth)
+        model, val_x = stage.model, stage.val_inputs
         val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
         set_stage(model, base, depth)
-        if config.weight_decay > 0:
-            opt = keras.optimizers.AdamW(lrs[k], weight_decay=config.weight_decay)
-        else:
-            opt = keras.optimizers.Adam(lrs[k])
         model.compile(
-            optimizer=opt,
+            optimizer=optimizer(config, lrs[k]),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=["accuracy"],
         )
@@ -192,13 +228,14 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
                                                     factor=config.reduce_lr_factor,
                                                     patience=config.reduce_lr_patience,
                                                     min_lr=config.min_lr, verbose=0)
-        cbs = [WriteBack(), keras.callbacks.TerminateOnNaN(), StageCosine(epoch, planned[k]),
-               plateau, stop, keep, *callbacks]
-        stream = batches(views, y_train, config.batch_size, config.seed, epoch, epochs[k])
+        cbs = [*([Sync(stage.sync)] if stage.sync else []), keras.callbacks.TerminateOnNaN(),
+               StageCosine(epoch, planned[k]), plateau, stop, keep, *callbacks]
+        stream = batches(stage.train_views, y_train, config.batch_size, config.seed, epoch, epochs[k])
         h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
                       epochs=epoch + epochs[k], initial_epoch=epoch, validation_data=val,
                       validation_batch_size=256, shuffle=False, callbacks=cbs, verbose=verbose)
-        write_back(model)  # EarlyStopping may have restored an earlier epoch's centre taps
+        if stage.sync:
+            stage.sync()  # EarlyStopping may have restored an earlier epoch's private variables
         secs = time.perf_counter() - t0
         _check_finite(h.history, k, epoch, model)
         n_run = len(h.epoch)
@@ -219,14 +256,11 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
 
 
 def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose: int = 0,
-          log=print, cache=None, cache_depth: int = 0,
+          log=print, stages: StageSource | None = None,
           epoch_budget: int | None = None) -> TrainResult:
-    """Train one config on one split. `callbacks` are added to every stage's fit.
-
-    With `cache` (a search.cache.FeatureCache), each stage trains only its own open layers and the
-    head, on the cached boundary tensors of its own depth: those are filled once per study from the
-    images at depth max(cache_depth, unfreeze_depth), and each shallower boundary from that one.
-    Without it the full network runs on live, freshly augmented images every epoch."""
+    """Train one config on one split. `callbacks` are added to every stage's fit; `stages` says
+    what each stage fits on (default live_stages: the full network on live, freshly augmented
+    images every epoch; search.cache.cached_stages: each stage's open layers on cached tensors)."""
     t_start = time.perf_counter()
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
@@ -236,23 +270,9 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
     y_val = keras.utils.to_categorical(data.y_val, n_cls)
     model = build_model(config, data.x_train.shape[1:], n_cls)  # the inference model we return
     base = model.get_layer(BASE)
-    if cache is None:
-        aug_in = keras.Input(shape=data.x_train.shape[1:], name="image")
-        live = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="live_augment")
-        inputs = (live, [[data.x_train]], [data.x_val.astype("float32")])
-
-        def stage_inputs(depth):
-            return inputs
-    else:
-        from search.cache import boundary_features
-
-        source = max(cache_depth, config.unfreeze_depth)
-
-        def stage_inputs(depth):
-            fit_model, _ = build_cached_model(config, base, model.get_layer(HEAD), depth)
-            return (fit_model, *boundary_features(config, data, base, depth, cache, source))
-    rows, stages, keep = fit_stages(config, model, base, stage_inputs, y_train, y_val,
-                                    callbacks, verbose, log, epoch_budget=epoch_budget)
+    stage_inputs = (stages or live_stages)(config, data, model, base)
+    rows, stages_run, keep = fit_stages(config, model, base, stage_inputs, y_train, y_val,
+                                        callbacks, verbose, log, epoch_budget=epoch_budget)
     history = pd.DataFrame(rows)
-    return TrainResult(keep.best if keep.weights is not None else float("nan"), history, stages,
-                       model, time.perf_counter() - t_start)
+    return TrainResult(keep.best if keep.weights is not None else float("nan"), history,
+                       stages_run, model, time.perf_counter() - t_start)

@@ -18,13 +18,14 @@ from pathlib import Path
 import keras_tuner as kt
 import pandas as pd
 
-from search.config import write_atomic
-from search.data import Data
+from search.cache.features import cached_stages
 from search.errors import DivergedError
-from search.outputs import write_history, write_start
-from search.report import STAGE_ATTRS
-from search.space import Param, Space
-from search.train import train
+from search.files import write_atomic
+from search.recipe.data import Data
+from search.recipe.run_dir import write_history, write_start
+from search.recipe.train import train
+from search.tuning.records import STAGE_ATTRS, stage_attrs, trial_dir
+from search.tuning.space import Param, Space
 
 TUNERS = ("hyperband", "bayesian", "random")
 
@@ -65,6 +66,7 @@ def make_tuner(kind: str, space: Space, data: Data, study_dir: Path, max_trials:
     base = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
             "random": kt.RandomSearch}[kind]
     study_dir = Path(study_dir)
+    stages = cached_stages(cache, space.max_depth())
 
     class SearchTuner(base):
         epochs_used = 0
@@ -73,24 +75,22 @@ def make_tuner(kind: str, space: Space, data: Data, study_dir: Path, max_trials:
             number = int(trial.trial_id)
             values = values_of(trial.hyperparameters, space)
             config = space.to_config(values)
-            run_dir = study_dir / "trials" / f"{number:04d}"
+            run_dir = trial_dir(study_dir, number)
             write_start(run_dir, config)
             budget = trial.hyperparameters.values.get("tuner/epochs")  # Hyperband's resource
             record = {"number": number, "params": values, "budget": budget,
                       "datetime_start": time.strftime("%Y-%m-%d %H:%M:%S")}
             t0 = time.perf_counter()
             try:
-                result = train(config, data, log=lambda *_: None, cache=cache,
-                               cache_depth=space.max_depth(), epoch_budget=budget)
+                result = train(config, data, log=lambda *_: None, stages=stages,
+                               epoch_budget=budget)
             except DivergedError as e:
                 record.update(state="FAIL", failure=f"diverged: {e}")
                 _write_record(run_dir, record, t0)
                 raise kt.errors.FailedTrialError(str(e)) from None
             write_history(run_dir, result.history)
             record.update(state="COMPLETE", value=result.val_accuracy, epochs=len(result.history),
-                          stage_seconds=[s.seconds for s in result.stages],
-                          stage_epochs=[s.epochs for s in result.stages],
-                          stage_best_val=[s.best_val_accuracy for s in result.stages])
+                          **stage_attrs([s.__dict__ for s in result.stages]))
             _write_record(run_dir, record, t0)
             SearchTuner.epochs_used += len(result.history)
             log(f"trial {number:>3}  keras-tuner {kind}  value {result.val_accuracy:.4f}  "
@@ -105,9 +105,7 @@ def make_tuner(kind: str, space: Space, data: Data, study_dir: Path, max_trials:
                   seed=space.base.seed, directory=str(study_dir), project_name="keras_tuner",
                   overwrite=False, max_consecutive_failed_trials=max(3, max_trials))
     if kind == "hyperband":
-        stages = space.max_depth() // space.base.unfreeze_step
-        kwargs.update(max_epochs=space.base.head_epochs + space.base.finetune_epochs * stages,
-                      factor=3)
+        kwargs.update(max_epochs=space.max_epochs(), factor=3)
     else:
         kwargs["max_trials"] = max_trials
     return SearchTuner(**kwargs)

@@ -49,7 +49,7 @@ def format_metrics(m: dict) -> str:
 def load_model(path: str | Path):
     import keras
 
-    import search.model  # noqa: F401  registers ResNetPreprocess for deserialisation
+    import search.recipe.model  # noqa: F401  registers ResNetPreprocess for deserialisation
 
     path = Path(path)
     if not path.is_file():

@@ -19,13 +19,15 @@ import optuna
 import pandas as pd
 from optuna_integration import KerasPruningCallback
 
-from search.config import write_atomic
-from search.data import Data
+from search.cache.features import cached_stages
 from search.errors import DivergedError
-from search.optuna_space import suggest
-from search.outputs import write_history, write_start
-from search.space import Space
-from search.train import train
+from search.files import write_atomic
+from search.recipe.data import Data
+from search.recipe.run_dir import write_history, write_start
+from search.recipe.train import train
+from search.tuning.optuna_space import suggest
+from search.tuning.records import artifact_dir, stage_attrs, trial_dir
+from search.tuning.space import Space
 
 MONITOR = "val_accuracy"
 
@@ -73,7 +75,7 @@ class Objective:
         self.verbose, self.argv, self.cache = verbose, argv, cache
         self.worker = None
         if isolate:
-            from search.isolate import Worker
+            from search.tuning.worker import Worker  # the parent never loads the cache's code
 
             self.worker = Worker(data, cache.args() if cache is not None else None,
                                  space.max_depth(),
@@ -87,7 +89,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.space)
         config = self.space.to_config(values)
-        run_dir = self.study_dir / "trials" / f"{trial.number:04d}"
+        run_dir = trial_dir(self.study_dir, trial.number)
         write_start(run_dir, config, self.argv)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
@@ -113,9 +115,8 @@ class Objective:
         finally:
             keras.backend.clear_session()
             gc.collect()
-        trial.set_user_attr("stage_seconds", [s["seconds"] for s in stages])
-        trial.set_user_attr("stage_epochs", [s["epochs"] for s in stages])
-        trial.set_user_attr("stage_best_val", [s["best_val_accuracy"] for s in stages])
+        for attr, values in stage_attrs(stages).items():
+            trial.set_user_attr(attr, values)
         trial.set_user_attr("epochs", int(len(history)))
         write_history(run_dir, history)
         if not math.isfinite(value):
@@ -131,8 +132,6 @@ class Objective:
         files only to a running trial), for optuna-dashboard --artifact-dir."""
         from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-        from search.report import artifact_dir
-
         store_dir = artifact_dir(self.study_dir)
         store_dir.mkdir(parents=True, exist_ok=True)
         store = FileSystemArtifactStore(str(store_dir))
@@ -146,7 +145,7 @@ class Objective:
         before = self.cache.stats.copy() if self.cache is not None else None
         try:
             result = train(config, self.data, callbacks=[epochs, KerasPruningCallback(trial, MONITOR)],
-                           log=log, cache=self.cache, cache_depth=self.space.max_depth())
+                           log=log, stages=cached_stages(self.cache, self.space.max_depth()))
         finally:
             if self.cache is not None:
                 trial.set_user_attr("cache", self.cache.summary(before))

@@ -1,6 +1,6 @@
 """Benchmark: resident memory across many trials on tiny data (clear_session + gc per trial).
 
-    python -m search.bench_memory --trials 30
+    python -m search.bench.memory --trials 30
 
 Prints RSS after trials 1, 5, 10, 20, 30: flat figures mean no model or graph leaks from trial to
 trial. Two-stage trials (head, then 5 layers open) on synthetic data, on the cache by default
@@ -17,12 +17,13 @@ from pathlib import Path
 
 import optuna
 
-from search.cache import FeatureCache
-from search.data import make_data
-from search.objective import Objective
-from search.space import load_space
-from search.study import make_sampler
-from search.synthetic import colour_source
+from search.cache.store import FeatureCache
+from search.recipe.config import SEED_CONFIG
+from search.recipe.data import make_data
+from search.recipe.synthetic import colour_source
+from search.tuning.objective import Objective
+from search.tuning.space import load_space
+from search.tuning.study import make_sampler
 
 SPACE = """\
 base_config: {base}
@@ -51,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = None if args.no_cache else FeatureCache(Path(tmp) / "cache", views=2)
         space_file = Path(tmp) / "space.yaml"
-        space_file.write_text(SPACE.format(base=Path(__file__).parent.parent / "configs/seed.yaml"))
+        space_file.write_text(SPACE.format(base=SEED_CONFIG))
         space = load_space(space_file)
         data = make_data(colour_source(300, 100), 200, 50, 0)
         study = optuna.create_study(direction="maximize", sampler=make_sampler("random", 0))

@@ -12,7 +12,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from search.space import Param, Space
+from search.tuning.space import Param, Space
 
 
 def distribution(p: Param) -> BaseDistribution:

@@ -2,7 +2,7 @@
 
 TensorFlow keeps the variables of every model trained in graph mode alive for the life of the
 process, whatever clear_session and gc do (tensorflow/tensorflow#61791; measured here: about
-170 MB per full-network trial, see search.bench_memory). A study of 50 trials in one process
+170 MB per full-network trial, see search.bench.memory). A study of 50 trials in one process
 therefore grows by gigabytes. With isolation the parent (which holds the Optuna trial) hands each
 trial to a worker process that it replaces every few trials; the worker trains and sends each
 epoch's logs back through a pipe, and waits for the parent's word on pruning, so the pruner acts
@@ -18,9 +18,9 @@ import traceback
 
 import keras
 
-from search.config import TrainConfig
-from search.data import Data
 from search.errors import DivergedError
+from search.recipe.config import TrainConfig
+from search.recipe.data import Data
 
 
 class StopRequested(Exception):
@@ -48,10 +48,12 @@ def _serve(conn, data: Data, cache_args: dict | None, cache_depth: int) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        from search.cache import FeatureCache
-        from search.train import train
+        from search.cache.features import cached_stages
+        from search.cache.store import FeatureCache
+        from search.recipe.train import train
 
         cache = FeatureCache(**cache_args) if cache_args is not None else None
+        stages = cached_stages(cache, cache_depth)
         while True:
             try:
                 job = conn.recv()
@@ -62,7 +64,7 @@ def _serve(conn, data: Data, cache_args: dict | None, cache_depth: int) -> None:
             before = cache.stats.copy() if cache is not None else None
             try:
                 result = train(TrainConfig.from_dict(job), data, callbacks=[PipeReporter(conn)],
-                               log=lambda *_: None, cache=cache, cache_depth=cache_depth)
+                               log=lambda *_: None, stages=stages)
                 conn.send(("done", result.val_accuracy, result.history.to_dict("list"),
                            [s.__dict__ for s in result.stages], cache and cache.summary(before)))
             except StopRequested:
@@ -88,7 +90,7 @@ class Worker:
     """A child process that trains trial after trial, started on first use and replaced after
     `max_trials` trials (bounding TensorFlow's per-trial leak) or whenever a trial did not end
     cleanly (an error, an interrupt, a broken pipe). Reusing it saves each trial the child's
-    start-up (Python, TensorFlow, the cache's maps): about 4 s a trial on a 2-core CPU.
+    start-up (Python, TensorFlow, the cache's maps; figures in docs/benchmarks.md).
 
     A trial's result does not depend on which worker ran it: train() clears Keras' session and
     seeds everything at its start (tested: identical to a fresh process per trial)."""

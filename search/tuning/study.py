@@ -1,4 +1,5 @@
-"""The Optuna study: storage, samplers, pruners, resume checks, the seed trial, the run loop."""
+"""The Optuna study: samplers, pruners, resume checks, the seed trial, the run loop, and the best trial's
+retrain (search.tuning.retrain does the backend-neutral part)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UserError
-from search.optuna_space import all_distributions
-from search.space import Space
+from search.recipe.config import TrainConfig
+from search.recipe.data import Data
+from search.tuning.optuna_space import all_distributions
+from search.tuning.retrain import finalize_config
+from search.tuning.space import Space
+from search.tuning.storage import open_storage, safe_url, study_names
 
-DEFAULT_STUDY = "resnet50-cifar10"
 # TPE's `group` is marked experimental, and samplers warn when a conditional or categorical param
 # falls back to independent sampling: both are expected here and would drown the per-trial lines.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -24,123 +28,6 @@ warnings.filterwarnings("ignore", message=".*independent sampl.*")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
 PRUNERS = ("median", "hyperband", "sha", "none")
-
-
-def is_server(url: str) -> bool:
-    return url.startswith(("postgresql", "mysql"))
-
-
-def default_heartbeat(url: str, given: int | None) -> int | None:
-    """--heartbeat as given (0 = off); by default 60 s on database servers, off on SQLite: with
-    SQLite a heartbeat thread can wait on the write lock of an interrupted transaction."""
-    if given is not None:
-        return given or None
-    return 60 if is_server(url) else None
-
-
-def default_storage(results_dir: str | Path) -> str:
-    return f"sqlite:///{(Path(results_dir) / 'optuna.db').resolve()}"
-
-
-def safe_url(url: str) -> str:
-    """The URL with any password masked, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def open_storage(url: str, create: bool = True,
-                 heartbeat: int | None = None) -> optuna.storages.BaseStorage:
-    """An Optuna storage for the URL; an unreachable one is a UserError naming it.
-
-    `sqlite:///PATH`, `postgresql+psycopg://...` (or any SQLAlchemy URL) give an RDBStorage;
-    `journal:PATH` gives a JournalStorage on a file (several processes, even on several machines
-    sharing a filesystem, without a database server). With `heartbeat` seconds (RDB only), a
-    trial whose process died stops heartbeating, is marked FAIL after twice that time, and is
-    queued once more (RetryHeartbeatStaleTrialCallback). With create=False (export, evaluate,
-    dashboard, report) a missing SQLite or journal file is an error rather than a new study."""
-    if url.startswith("journal:"):
-        return _journal(Path(url[len("journal:"):]), create)
-    kwargs: dict = {}
-    if url.startswith("sqlite:///"):
-        db = Path(url[len("sqlite:///"):])
-        if not create and not db.is_file():
-            raise UserError(f"no study storage at {db}; run a search first, or pass --storage "
-                            "and --results-dir as the search had them.")
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create the study storage {url} ({e.strerror}); pass "
-                            "--storage or --results-dir with a writable location.") from None
-        kwargs = {"connect_args": {"timeout": 60}}  # wait on another process's write lock
-    elif is_server(url):  # fail fast on an unreachable server
-        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    beat: dict = {}
-    if heartbeat:
-        beat = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
-                "heartbeat_stale_trial_callback":
-                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
-        except Exception as e:
-            # Workers starting together on a fresh database race to create Optuna's tables; the
-            # loser sees a duplicate-key error and finds the tables there on the next try.
-            if attempt < 4 and ("duplicate key" in str(e) or "already exists" in str(e)):
-                time.sleep(0.5 + attempt)
-                continue
-            raise UserError(f"cannot open the study storage {describe_url(url)} ({_first_line(e)}); "
-                            "check the --storage URL, that the database server is running and "
-                            "reachable, and that its driver is installed.") from None
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-
-
-def describe_url(url: str) -> str:
-    """The URL, password masked, with host and port spelled out for a server."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        u = make_url(url)
-        if u.host:
-            default = {"postgresql": 5432, "mysql": 3306}.get(u.get_backend_name())
-            return f"{safe_url(url)} (host {u.host}, port {u.port or default})"
-    except Exception:
-        pass
-    return safe_url(url)
-
-
-def _journal(path: Path, create: bool) -> optuna.storages.BaseStorage:
-    from optuna.storages.journal import JournalFileBackend
-
-    if not create and not path.is_file():
-        raise UserError(f"no journal storage at {path}; run a search first, or pass the "
-                        "--storage the search had.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    except OSError as e:
-        raise UserError(f"cannot open the journal storage {path} ({e.strerror}); pass "
-                        "--storage journal:PATH with a writable location.") from None
-
-
-def study_names(storage) -> list[str]:
-    return sorted(optuna.get_all_study_names(storage=storage))
-
-
-def load_existing(name: str, storage, url: str) -> optuna.Study:
-    """Load a study that must exist; an unknown name lists the studies that do."""
-    names = study_names(storage)
-    if name not in names:
-        listed = ", ".join(names) if names else "none"
-        raise UserError(f"no study named '{name}' in {safe_url(url)}; existing studies: {listed}; "
-                        "pass --study-name with one of them (and --storage if it lives elsewhere).")
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -166,11 +53,6 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     raise UserError(f"unknown pruner '{name}'; use one of {', '.join(PRUNERS)}.")
-
-
-def max_epochs(space: Space) -> int:
-    stages = space.max_depth() // space.base.unfreeze_step
-    return space.base.head_epochs + space.base.finetune_epochs * stages
 
 
 def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
@@ -205,12 +87,12 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     if existing:
         study = optuna.load_study(study_name=name, storage=storage)
         check_compatible(study, space, url)
-        _recover(study)
+        _recover(study, heartbeat)
         # A resumed study gets a fresh sampler seed so a seeded sampler does not replay its draws.
         seed = seed + len(study.get_trials(deepcopy=False))
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                 sampler=make_sampler(sampler, seed),
-                                pruner=make_pruner(pruner, max_epochs(space)), load_if_exists=True)
+                                pruner=make_pruner(pruner, space.max_epochs()), load_if_exists=True)
     if not existing:
         study.set_user_attr("base_config", space.base.to_dict())
         study.set_user_attr("space_file", str(space.path))
@@ -224,12 +106,10 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     return study, existing
 
 
-def _recover(study: optuna.Study) -> None:
+def _recover(study: optuna.Study, heartbeat: int | None) -> None:
     """On resume: trials whose worker died (no heartbeat for the grace period) are marked FAIL
     and, through the storage's retry callback, queued again once."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    if not is_heartbeat_enabled(study._storage):
+    if not heartbeat:
         return
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     optuna.storages.fail_stale_trials(study)
@@ -291,3 +171,26 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise UserError(f"study '{study.study_name}' has no completed trial yet; run the search "
+                        "(python run_search.py --trials N) first.")
+    best = study.best_trial
+    return best, TrainConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
+
+
+def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
+             baseline: bool = False, log=print, stages=None) -> dict:
+    """The Optuna study's best trial: retrained, tested, written (see finalize_config)."""
+    best, config = best_config(study)
+    seed_trial = next((t for t in study.get_trials(deepcopy=False)
+                       if t.user_attrs.get("seed_recipe")), None)
+    cfg0 = None
+    if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
+        cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
+    return finalize_config(study.study_name, best.number, best.value, config, data, study_dir,
+                           seeds, log, stages, baseline_config=cfg0,
+                           seed_value=seed_trial.value if seed_trial is not None else None)

@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from search.config import TrainConfig
 from search.errors import ConfigError
+from search.recipe.config import TrainConfig
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
 DEFAULT_SPACE = SPACES_DIR / "default.yaml"
 STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
 KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
@@ -86,6 +86,12 @@ class Space:
         if p is None:
             return self.base.unfreeze_depth
         return max(p.choices) if p.type == "categorical" else int(p.high)
+
+    def max_epochs(self) -> int:
+        """Epochs of the longest trial's full schedule (head stage + every stage at max depth):
+        the resource a pruner or tuner budgets against."""
+        stages = self.max_depth() // self.base.unfreeze_step
+        return self.base.head_epochs + self.base.finetune_epochs * stages
 
     def stage_names(self, depth: int) -> list[str]:
         return [f"{STAGE_PARAM}_{i}" for i in range(1, depth // self.base.unfreeze_step + 1)]

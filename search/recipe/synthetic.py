@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.data import CIFAR10_CLASSES, Source
+from search.recipe.data import CIFAR10_CLASSES, Source
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [0, 0, 128]],

@@ -5,7 +5,7 @@ Writes <study dir>/report/:
                params next to the seed recipe (trial 0), wall time, the retrained best's test
                accuracy (mean ± std over seeds) with per-class accuracy, every figure, and for a
                figure that cannot be drawn, the sentence saying why
-  *.png        see search.report_plots
+  *.png        see search.report.plots
   trials.csv   study.trials_dataframe() with the per-stage user attrs as columns of their own
 And uploads the figures, the retrained best model and its config as Optuna artifacts of the study
 (a filesystem store in <study dir>/artifacts; each trial uploads its own curves and history as it
@@ -24,14 +24,9 @@ import pandas as pd
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.trial import TrialState
 
-from search import report_plots as rp
-from search.config import write_atomic
-
-STAGE_ATTRS = ("stage_seconds", "stage_epochs", "stage_best_val")
-
-
-def artifact_dir(study_dir: Path) -> Path:
-    return Path(study_dir) / "artifacts"
+from search.files import write_atomic
+from search.report import plots as rp
+from search.tuning.records import STAGE_ATTRS, artifact_dir
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -109,7 +104,7 @@ def make_figures(study: optuna.Study, study_dir: Path, out: Path) -> dict[str, P
 def upload_best_artifacts(study: optuna.Study, study_dir: Path, figures: dict) -> list[str]:
     """The report's figures, the retrained model and its config, as artifacts of the study (Optuna
     attaches files only to a running trial, so each trial uploads its own curves as it ends; see
-    search.objective). Each file name is uploaded once."""
+    search.tuning.objective). Each file name is uploaded once."""
     store = FileSystemArtifactStore(str(_mkdir(artifact_dir(study_dir))))
     have = {m.filename for m in get_all_artifact_meta(study)}
     files = [*(p for p in figures.values() if isinstance(p, Path)),

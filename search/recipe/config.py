@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from search.errors import ConfigError
+from search.files import write_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED_CONFIG = REPO_ROOT / "configs" / "seed.yaml"
 
 
@@ -179,15 +180,3 @@ def _coerce(key: str, value: Any, typ: str, source: str) -> Any:
             raise bad()
         return tuple(float(v) for v in value)
     raise bad()
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text)
-    tmp.replace(path)

@@ -1,4 +1,4 @@
-"""After the search: retrain the best trial's config over seeds, score it once on the test set.
+"""After the search (any backend): retrain the best config over seeds, score it once on the test set.
 
 Writes into the study's results folder:
   best_config.yaml   the best trial's full config (what `train --config` reads)
@@ -16,31 +16,21 @@ import math
 from pathlib import Path
 
 import numpy as np
-import optuna
-from optuna.trial import TrialState
 
-from search.config import TrainConfig
-from search.data import Data
-from search.errors import UserError
-from search.evaluate import format_metrics, metrics, predict_probs
-from search.outputs import save_model, write_history, write_json, write_start
-from search.train import train
+from search.files import atomic_path, write_json
+from search.recipe.config import TrainConfig
+from search.recipe.data import Data
+from search.recipe.evaluate import format_metrics, metrics, predict_probs
+from search.recipe.run_dir import save_model, write_history, write_start
+from search.recipe.train import train
 
 MISTAKES = 32  # test mistakes kept for the report
 
 
-def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not done:
-        raise UserError(f"study '{study.study_name}' has no completed trial yet; run the search "
-                        "(python run_search.py --trials N) first.")
-    best = study.best_trial
-    return best, TrainConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
-
-
 def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: str,
-            log=print, cache=None, cache_depth: int = 0, model_path: Path | None = None) -> dict:
+            log=print, stages=None, model_path: Path | None = None) -> dict:
     """Train `config` with seeds config.seed .. +seeds-1 on the same split; test each once.
+    `stages`: what each stage fits on (search.recipe.train.StageSource; default the live recipe).
 
     With model_path, the model of the seed with the best validation accuracy is saved there."""
     runs, best_val = [], -math.inf
@@ -49,7 +39,7 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
         run_dir = out_dir / "final" / f"{label}_seed_{cfg.seed}"
         write_start(run_dir, cfg)
         log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
-        result = train(cfg, data, log=log, cache=cache, cache_depth=cache_depth)
+        result = train(cfg, data, log=log, stages=stages)
         write_history(run_dir, result.history)
         probs = predict_probs(result.model, data.x_test)
         m = metrics(np.asarray(data.y_test), probs.argmax(axis=1), data.class_names)
@@ -88,28 +78,13 @@ def save_mistakes(path: Path, data: Data, probs: np.ndarray, n: int = MISTAKES) 
     wrong = np.flatnonzero(pred != y)
     conf = probs[wrong, pred[wrong]]
     idx = wrong[np.argsort(-conf, kind="stable")[:n]]
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, images=data.x_test[idx], index=idx, true=y[idx], pred=pred[idx],
-                        confidence=probs[idx, pred[idx]], class_names=np.array(data.class_names))
-    tmp.replace(path)
-
-
-def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
-             baseline: bool = False, log=print, cache=None, cache_depth: int = 0) -> dict:
-    """The Optuna study's best trial: retrained, tested, written (see finalize_config)."""
-    best, config = best_config(study)
-    seed_trial = next((t for t in study.get_trials(deepcopy=False)
-                       if t.user_attrs.get("seed_recipe")), None)
-    cfg0 = None
-    if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
-        cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
-    return finalize_config(study.study_name, best.number, best.value, config, data, study_dir,
-                           seeds, log, cache, cache_depth, baseline_config=cfg0,
-                           seed_value=seed_trial.value if seed_trial is not None else None)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, images=data.x_test[idx], index=idx, true=y[idx], pred=pred[idx],
+                            confidence=probs[idx, pred[idx]], class_names=np.array(data.class_names))
 
 
 def finalize_config(name: str, number: int, value: float, config: TrainConfig, data: Data,
-                    study_dir: Path, seeds: int = 1, log=print, cache=None, cache_depth: int = 0,
+                    study_dir: Path, seeds: int = 1, log=print, stages=None,
                     baseline_config: TrainConfig | None = None,
                     seed_value: float | None = None) -> dict:
     """Retrain the best config over seeds, test it once, write best_config.yaml,
@@ -118,12 +93,12 @@ def finalize_config(name: str, number: int, value: float, config: TrainConfig, d
     config.save(study_dir / "best_config.yaml")
     out = {"study": name, "best_trial": number, "best_trial_value": value,
            "config": config.to_dict(),
-           **retrain(config, data, seeds, study_dir, "best", log, cache, cache_depth,
+           **retrain(config, data, seeds, study_dir, "best", log, stages,
                      model_path=study_dir / "best_model.keras")}
     if seed_value is not None:
         out["seed_recipe_trial_value"] = seed_value
     if baseline_config is not None:
-        b = retrain(baseline_config, data, seeds, study_dir, "seed_recipe", log, cache, cache_depth)
+        b = retrain(baseline_config, data, seeds, study_dir, "seed_recipe", log, stages)
         out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
                                                 "test_accuracy_mean", "test_accuracy_std")}
     write_json(study_dir / "test_metrics.json", out)

@@ -1,4 +1,4 @@
-"""The exact cache of the frozen part of ResNet50.
+"""The store of the exact cache of the frozen part of ResNet50 (what it holds: search.cache.features).
 
 In every stage the layers below the unfreeze boundary are frozen and run in inference mode, so for
 a given input image their output never changes during a study. We run that prefix once per
@@ -7,7 +7,7 @@ head on its outputs: the same maths as the full model, on the same inputs.
 
 Augmentation: each training image gets `views` seeded augmented copies (Keras' own random layers,
 seeded per view), pushed through the prefix once; each epoch draws one view per image
-(see search.feed). Validation and test use the plain image.
+(search.recipe.train.batches). Validation and test use the plain image.
 
 Store: in memory, and on disk under `directory` when given (one folder per entry, written under a
 temporary name and renamed, so a partial entry is never read). Entries read from disk are
@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from search.config import TrainConfig
-from search.data import Data
 
 _FILE_HASHES: dict[tuple, str] = {}
 FORMAT = 2  # bump when the way entries are computed changes (2: bridged from the deep boundary)
@@ -164,72 +161,3 @@ class FeatureCache:
         h, m = (s.hits - since.hits, s.misses - since.misses) if since else (s.hits, s.misses)
         return (f"cache {h} hits / {m} misses, {self._mem_bytes / 2**20:.0f} MiB in memory"
                 + (f", {self.disk_bytes() / 2**20:.0f} MiB on disk" if self.directory else ""))
-
-
-def augment_view(config: TrainConfig, x: np.ndarray, view: int, batch: int = 256) -> np.ndarray:
-    """View `view` of every image: Keras' augmentation layers with a seed of their own per view,
-    applied in fixed batches, so views are deterministic given (config.seed, view)."""
-    from search.model import build_augment
-
-    aug = build_augment(config.replace(seed=config.seed * 1000 + 101 * (view + 1)))
-    if not aug.layers:
-        return x.astype("float32")
-    out = [np.asarray(aug(x[i:i + batch].astype("float32"), training=True))
-           for i in range(0, len(x), batch)]
-    return np.concatenate(out)
-
-
-def predict_boundary(prefix, x, batch: int = 256) -> list[np.ndarray]:
-    """The boundary tensors that `prefix` (a prefix or a bridge) makes from x (images, or a list
-    of boundary arrays), always as a list (one array per tensor)."""
-    x = [np.asarray(a, "float32") for a in x] if isinstance(x, list) else x.astype("float32")
-    out = prefix.predict(x[0] if isinstance(x, list) and len(x) == 1 else x, batch_size=batch,
-                         verbose=0)
-    return out if isinstance(out, list) else [out]
-
-
-def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: FeatureCache,
-                      source_depth: int | None = None):
-    """Prefix outputs at the boundary of the top `depth` layers for the training views and the
-    validation images, through the cache.
-
-    With `source_depth` > depth, an entry that misses is computed from the (cached) boundary at
-    `source_depth` through the frozen layers in between (search.model.build_bridge) rather than
-    from the images: a study fills one deep cache from the images, then each stage's shallower
-    boundary from it, for a fraction of the cost. The key records the source.
-
-    Returns (train_views, val): train_views[v][j] is input j of view v, val[j] input j."""
-    from search.model import boundary, build_bridge, build_prefix
-
-    def names(d):
-        return [t._keras_history.operation.name for t in boundary(base, d)]
-
-    weights = weights_id(config.weights)
-    if weights == "none":  # random weights: drawn from the seed
-        weights = f"none:seed={config.seed}"
-    common = {"data": data.fingerprint(), "weights": weights,
-              "image_size": config.image_size, "boundary": names(depth)}
-    deep = source_depth is not None and source_depth > depth
-    if deep:
-        common["from"] = names(source_depth)
-    aug = {"seed": config.seed, "flip": config.aug_flip, "translate": config.aug_translate,
-           "rotate": config.aug_rotate, "zoom": config.aug_zoom}
-    built = {}
-
-    def run(images, view):
-        """One entry's arrays, from the deeper boundary when there is one, else from images."""
-        if deep:
-            if "bridge" not in built:
-                built["bridge"] = build_bridge(base, source_depth, depth)
-                built["source"] = boundary_features(config, data, base, source_depth, cache)
-            train, val = built["source"]
-            return predict_boundary(built["bridge"], val if view is None else train[view])
-        if "prefix" not in built:
-            built["prefix"] = build_prefix(config, base, data.x_train.shape[1:], depth)
-        return predict_boundary(built["prefix"], images() if view is not None else data.x_val)
-
-    val = cache.get({**common, "split": "val"}, lambda: run(None, None))
-    views = [cache.get({**common, "split": "train", "view": v, "aug": aug},
-                       lambda v=v: run(lambda: augment_view(config, data.x_train, v), v))
-             for v in range(cache.views)]
-    return views, val

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search.config import TrainConfig, write_atomic
+from search.files import atomic_path, write_atomic, write_json
+from search.recipe.config import TrainConfig
 
 
 def new_run_dir(results_dir: str | Path, name: str) -> Path:
@@ -47,27 +47,13 @@ def write_start(run_dir: Path, config: TrainConfig, argv: list[str] | None = Non
     config.save(run_dir / "config.yaml")
     write_atomic(run_dir / "command.txt", command_line(argv))
     if split is not None:
-        np.savez_compressed(run_dir / "split.npz", train_idx=split[0], val_idx=split[1])
-
-
-def write_json(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+        with atomic_path(run_dir / "split.npz") as tmp:
+            np.savez_compressed(tmp, train_idx=split[0], val_idx=split[1])
 
 
 def save_model(model, path: Path, class_names) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
     write_json(path.with_name("classes.json"), list(class_names))
 
 
@@ -110,7 +96,6 @@ def plot_curves(history, path: Path, title: str = "Learning curves") -> None:
     axes[1].set_title("Loss")
     fig.suptitle(f"{title} (dashed: a stage starts; label: base layers open)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)

@@ -1,0 +1,56 @@
+"""Flags shared by several commands, with their defaults taken from the job options."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.jobs import RunOptions, SearchOptions
+from search.tuning.storage import DEFAULT_STUDY
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and backbone (override the config)")
+    g.add_argument("--data-dir", help="local CIFAR-10: a folder with cifar-10-batches-py/ or "
+                   "train/<class>/ + test/<class>/ images (default: Keras' download)")
+    g.add_argument("--weights", help="ResNet50 weights: imagenet (Keras' download, cached in "
+                   "~/.keras/models), none, or a path to a notop .h5 file")
+    g.add_argument("--train-samples", type=int, help="images taken from the training pool, "
+                   "validation included (default 10000)")
+    g.add_argument("--val-samples", type=int, help="of those, held out for validation (default 2000)")
+    g.add_argument("--image-size", type=int, help="input size in pixels; images are resized to it "
+                   "(default 32)")
+    g.add_argument("--seed", type=int, help="seed for init, augmentation, dropout and shuffling")
+    g.add_argument("--split-seed", type=int, help="seed for the train/val split")
+    p.add_argument("--results-dir", default=RunOptions.results_dir,
+                   help="where outputs go (default: results)")
+    g = p.add_argument_group("cache of the frozen part of ResNet50")
+    g.add_argument("--no-cache", action="store_true", help="run the full network on live, freshly "
+                   "augmented images every epoch (exact recipe, much slower on a CPU)")
+    g.add_argument("--aug-views", type=int, default=RunOptions.aug_views,
+                   help="augmented views per training image pushed through the frozen part once; "
+                   "each epoch draws one (default 4)")
+    g.add_argument("--cache-dir", help="on-disk cache shared by runs, resumes and workers "
+                   "(default: <results-dir>/cache; 'none' keeps it in memory only)")
+    g.add_argument("--cache-mem", type=float, default=RunOptions.cache_mem,
+                   help="MiB of newly computed cache held in process memory (default 4096); beyond "
+                        "it, and whenever read back from disk, entries are memory-mapped")
+    g.add_argument("--cache-dtype", choices=("float32", "float16"), default=RunOptions.cache_dtype,
+                   help="storage type of cached tensors (default float32)")
+
+
+def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
+    p.add_argument("--study-name", default=DEFAULT_STUDY,
+                   help=f"Optuna study name (default: {DEFAULT_STUDY}); rerunning resumes it")
+    p.add_argument("--storage", help="Optuna storage: sqlite:///path.db, "
+                   "postgresql+psycopg://user:pass@host/db, or journal:PATH (a journal file on a "
+                   "shared filesystem) (default: sqlite in --results-dir)")
+    if results:
+        p.add_argument("--results-dir", default=RunOptions.results_dir,
+                       help="output root (default: results)")
+
+
+def add_retrain_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retrain-seeds", type=int, default=SearchOptions.retrain_seeds,
+                   help="retrain the best config with this many seeds (3 gives mean ± std)")
+    p.add_argument("--test-baseline", action="store_true", help="also retrain and test the "
+                   "seed recipe (trial 0), to compare against the best on the test set")

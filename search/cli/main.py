@@ -1,0 +1,45 @@
+"""The command line behind run_search.py. Thin: parse, build the options, call, print.
+
+    python run_search.py [search] --trials 50        the search (default command)
+    python run_search.py train --config FILE         train one config
+    python run_search.py finalize|export|report|dashboard|evaluate|predict|bench|compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from search.cli import bench_cmds, recipe_cmds, study_cmds
+from search.errors import UserError
+
+MODULES = (study_cmds, recipe_cmds, bench_cmds)  # in the order `-h` lists their commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_search.py",
+        description="Hyperparameter search for ResNet50 transfer learning on CIFAR-10. "
+        "Without a command, runs `search`.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in MODULES:
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = {name: fn for module in MODULES for name, fn in module.HANDLERS.items()}
+    given = list(argv)  # as typed: the resume hint repeats it
+    if not argv or (argv[0] not in handlers and argv[0] not in ("-h", "--help")):
+        argv = ["search", *argv]
+    args = build_parser().parse_args(argv)
+    args.argv = given
+    try:
+        return handlers[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,252 @@
+"""The end-to-end jobs as typed functions: a search (trials, then retrain, test and report) and a
+finalize. The CLI parses flags into these options and calls them; the benchmarks call them too and
+get their results back as values.
+
+    RunOptions      data, backbone, results folder and cache: every command that trains
+    SearchOptions   a search's own settings on top of those
+    run_search(SearchOptions) -> SearchOutcome
+    finalize_study(SearchOptions) -> dict (test metrics)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from search.errors import UserError
+from search.tuning.storage import DEFAULT_STUDY, default_storage, safe_url
+
+OVERRIDES = ("weights", "train_samples", "val_samples", "image_size", "seed", "split_seed")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where the data, weights and outputs are, and how the frozen part is cached. None: the
+    config's own value (the overrides) or the default location."""
+
+    data_dir: str | None = None
+    weights: str | None = None
+    train_samples: int | None = None
+    val_samples: int | None = None
+    image_size: int | None = None
+    seed: int | None = None
+    split_seed: int | None = None
+    results_dir: str = "results"
+    no_cache: bool = False
+    aug_views: int = 4
+    cache_dir: str | None = None  # default <results_dir>/cache; "none": memory only
+    cache_mem: float = 4096.0
+    cache_dtype: str = "float32"
+
+    @classmethod
+    def from_namespace(cls, ns, **extra):
+        """The options an argparse namespace carries (flags a command lacks keep their default)."""
+        given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+        return cls(**{**given, **extra})
+
+    def overrides(self) -> dict:
+        """Config keys given on the command line."""
+        return {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) is not None}
+
+    def make_cache(self):
+        """The FeatureCache these options ask for, or None with no_cache."""
+        from search.cache.store import FeatureCache
+
+        if self.no_cache:
+            return None
+        if self.aug_views < 1 or self.cache_mem < 0:
+            raise UserError("--aug-views must be at least 1 and --cache-mem 0 or more.")
+        d = self.cache_dir or str(Path(self.results_dir) / "cache")
+        return FeatureCache(None if d.lower() == "none" else d, self.cache_mem, self.aug_views,
+                            self.cache_dtype)
+
+
+@dataclass(frozen=True)
+class SearchOptions(RunOptions):
+    trials: int = 50
+    timeout: float | None = None
+    epoch_budget: int | None = None
+    space: str | None = None  # default spaces/default.yaml
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    backend: str = "optuna"
+    tuner: str = "hyperband"
+    heartbeat: int | None = None
+    no_final: bool = False
+    retrain_seeds: int = 1
+    test_baseline: bool = False
+    verbose: bool = False
+    no_isolate: bool = False
+    worker_trials: int | None = None
+    study_name: str = DEFAULT_STUDY
+    storage: str | None = None
+    resume_command: tuple[str, ...] = field(default=(), compare=False)  # printed on Ctrl-C
+
+    def storage_url(self) -> str:
+        return self.storage or default_storage(self.results_dir)
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.results_dir) / self.study_name
+
+
+@dataclass
+class SearchOutcome:
+    study_dir: Path
+    table: pd.DataFrame  # one row per trial, Optuna's trials_dataframe columns (either backend)
+    best_number: int | None
+    best_value: float | None
+    test: dict | None  # test_metrics.json's content, when the best was retrained and tested
+    seconds: float
+
+    @property
+    def epochs(self) -> int:
+        col = "user_attrs_epochs"
+        return int(self.table[col].fillna(0).sum()) if col in self.table else 0
+
+
+def dashboard_hint(url: str, study_dir: Path | None = None) -> str:
+    extra = f" --artifact-dir {study_dir / 'artifacts'}" if study_dir is not None else ""
+    target = url[len("journal:"):] if url.startswith("journal:") else safe_url(url)
+    return f"dashboard: optuna-dashboard {target}{extra}"
+
+
+def _load_data(opts: RunOptions, config):
+    from search.recipe.data import load_source, make_data
+
+    source = load_source(opts.data_dir)
+    return source, make_data(source, config.train_samples, config.val_samples, config.split_seed)
+
+
+def _write_study_start(study_dir: Path, space, data) -> None:
+    from search.files import write_atomic
+    from search.recipe.run_dir import write_start
+
+    write_start(study_dir, space.base, None, (data.train_idx, data.val_idx))
+    write_atomic(study_dir / "space.yaml", space.path.read_text())
+
+
+def run_search(opts: SearchOptions) -> SearchOutcome:
+    """Run (or resume) the search, then unless no_final retrain, test and report its best."""
+    from search.recipe.model import check_weights
+    from search.tuning.space import load_space
+
+    if (opts.trials < 0 or opts.retrain_seeds < 1
+            or (opts.worker_trials is not None and opts.worker_trials < 1)):
+        raise UserError("--trials must be 0 or more, and --retrain-seeds and --worker-trials at "
+                        "least 1.")
+    t0 = time.time()
+    space = load_space(opts.space).with_base(**opts.overrides())  # validated before any storage
+    check_weights(space.base.weights)
+    source, data = _load_data(opts, space.base)
+    if opts.backend == "keras-tuner":
+        return _search_keras_tuner(opts, space, data, t0)
+    return _search_optuna(opts, space, source, data, t0)
+
+
+def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> SearchOutcome:
+    from optuna.trial import TrialState
+
+    from search.cache.features import cached_stages
+    from search.files import write_json
+    from search.report.page import make_report, trials_table
+    from search.tuning.objective import Objective
+    from search.tuning.storage import default_heartbeat
+    from search.tuning.study import create_or_resume, finalize, run
+
+    url = opts.storage_url()
+    study, resumed = create_or_resume(opts.study_name, url, space, opts.sampler, opts.pruner,
+                                      space.base.seed,
+                                      heartbeat=default_heartbeat(url, opts.heartbeat))
+    study_dir = opts.study_dir
+    _write_study_start(study_dir, space, data)
+    write_json(study_dir / "data.json", {"source": data.source, "fingerprint": source.fingerprint(),
+                                         "train": len(data.x_train), "val": len(data.x_val),
+                                         "test": len(data.x_test)})
+    n_before = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    print(f"{'resuming' if resumed else 'new'} study '{opts.study_name}' ({n_before} finished trials)"
+          f" in {safe_url(url)}; space {space.path}; sampler {opts.sampler}, pruner {opts.pruner}")
+    print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
+          f"{len(data.x_test)} test images")
+    print(dashboard_hint(url, study_dir))
+    cache = opts.make_cache()
+    if cache is not None and cache.directory is None and not opts.no_isolate:
+        print("note: --cache-dir none with isolated trials refills the cache in every worker "
+              "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
+    objective = Objective(space, data, study_dir, verbose=opts.verbose, cache=cache,
+                          isolate=not opts.no_isolate, worker_trials=opts.worker_trials)
+    study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
+    resume = list(opts.resume_command) or [Path(sys.executable).name, "run_search.py"]
+    run(study, objective, opts.trials, opts.timeout, resume, opts.epoch_budget)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = study.best_trial if done else None
+    if best is None:
+        print("no trial completed, so there is no best config to retrain.")
+    else:
+        print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
+    test = None
+    if not opts.no_final:
+        if best is not None:
+            test = finalize(study, data, study_dir, opts.retrain_seeds, opts.test_baseline,
+                            stages=cached_stages(cache, space.max_depth()))
+        print(f"report: {make_report(study, study_dir)}")
+    print(f"outputs: {study_dir}")
+    print(dashboard_hint(url, study_dir))
+    return SearchOutcome(study_dir, trials_table(study), best and best.number,
+                         best and best.value, test, time.time() - t0)
+
+
+def _search_keras_tuner(opts: SearchOptions, space, data, t0: float) -> SearchOutcome:
+    from search.cache.features import cached_stages
+    from search.tuning import kt_backend
+    from search.tuning.retrain import finalize_config
+
+    study_dir = opts.study_dir
+    _write_study_start(study_dir, space, data)
+    cache = opts.make_cache()
+    tuner = kt_backend.make_tuner(opts.tuner, space, data, study_dir, opts.trials, cache=cache,
+                                  epoch_budget=opts.epoch_budget)
+    tuner.oracle.max_trials = len(tuner.oracle.trials) + opts.trials  # new trials in this call
+    print(f"keras-tuner {opts.tuner} in {study_dir / 'keras_tuner'} "
+          f"({len(tuner.oracle.trials)} trials so far); space {space.path}")
+    tuner.search(verbose=0)
+    print(f"trials table: {kt_backend.write_table(study_dir)}")
+    best = kt_backend.best(study_dir)
+    test = None
+    if best is None:
+        print("no trial completed, so there is no best config to retrain.")
+    elif not opts.no_final:
+        test = finalize_config(opts.study_name, best["number"], best["value"],
+                               space.to_config(best["params"]), data, study_dir, opts.retrain_seeds,
+                               stages=cached_stages(cache, space.max_depth()))
+    print(f"outputs: {study_dir}")
+    return SearchOutcome(study_dir, kt_backend.trials_table(study_dir),
+                         best and best["number"], best and best["value"], test, time.time() - t0)
+
+
+def finalize_study(opts: SearchOptions) -> dict:
+    """Retrain and test the best trial's config, then write the report: the one process that
+    does this after workers ran with --no-final."""
+    from search.cache.features import cached_stages
+    from search.recipe.model import check_weights
+    from search.report.page import make_report
+    from search.tuning.storage import open_study
+    from search.tuning.study import best_config, finalize
+
+    if opts.retrain_seeds < 1:
+        raise UserError("--retrain-seeds must be at least 1.")
+    study = open_study(opts.study_name, opts.storage_url())
+    _, config = best_config(study)
+    config = config.replace(**opts.overrides())
+    check_weights(config.weights)
+    _, data = _load_data(opts, config)
+    depth = int(study.user_attrs.get("cache_depth", config.unfreeze_depth))
+    out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
+                   stages=cached_stages(opts.make_cache(), depth))
+    print(f"report: {make_report(study, opts.study_dir)}")
+    return out
