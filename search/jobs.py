@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -85,7 +85,22 @@ class SearchOptions(RunOptions):
     worker_trials: int | None = None
     study_name: str = DEFAULT_STUDY
     storage: str | None = None
-    resume_command: tuple[str, ...] = field(default=(), compare=False)  # printed on Ctrl-C
+
+    def command(self) -> list[str]:
+        """The command line that runs this search again (resuming it), built from these options,
+        not from sys.argv: right whoever called run_search (the CLI, bench, compare, a test). A
+        storage password is masked."""
+        argv = [Path(sys.executable).name, "run_search.py", "search"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                argv.append(flag)
+            else:
+                argv += [flag, safe_url(value) if f.name == "storage" else str(value)]
+        return argv
 
     def storage_url(self) -> str:
         return self.storage or default_storage(self.results_dir)
@@ -181,8 +196,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     objective = Objective(space, data, study_dir, verbose=opts.verbose, cache=cache,
                           isolate=not opts.no_isolate, worker_trials=opts.worker_trials)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    resume = list(opts.resume_command) or [Path(sys.executable).name, "run_search.py"]
-    run(study, objective, opts.trials, opts.timeout, resume, opts.epoch_budget)
+    run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget)
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if done else None
     if best is None:

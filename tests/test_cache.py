@@ -151,6 +151,7 @@ def assert_same_training(a: Trained, b: Trained, rel: float = 1e-2) -> None:
         assert off <= rel * moved, f"array {i}: {off:.3g} apart after a move of {moved:.3g}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth,n_weights", [(5, 2 + 6), (10, 6 + 6)])
 def test_training_on_the_cache_matches_training_the_full_model(depth, n_weights):
     """At depth 10 the stage opens conv5_block3_2_conv, a 3×3 kernel on 1×1 maps that the cached
@@ -173,6 +174,7 @@ def test_training_on_the_cache_matches_training_the_full_model(depth, n_weights)
         np.testing.assert_array_equal(k_recut[outer], k0[outer])
 
 
+@pytest.mark.slow
 def test_the_training_check_fails_when_the_centre_tap_is_not_written_back(monkeypatch):
     """The check above has teeth: with MatmulConv's write-back disabled, the full model keeps the
     3×3 kernel's initial centre while the stage trained a copy, and the check fails."""
@@ -199,6 +201,7 @@ def fill(cache, cfg=CFG, data=None, depth=5):
     return boundary_features(cfg, data, model.get_layer(BASE), depth, cache)
 
 
+@pytest.mark.slow
 def test_cache_keys_miss_on_any_change_and_hit_in_a_new_process(tmp_path, full):
     cache = FeatureCache(tmp_path, views=2)
     views, val = fill(cache)

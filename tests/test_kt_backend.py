@@ -37,6 +37,7 @@ def test_the_space_maps_onto_keras_tuner_hyperparameters():
     assert space.to_config(values_of(hp, space)).stage_lrs == (1e-4,)
 
 
+@pytest.mark.slow
 def test_keras_tuner_backend_runs_three_trials_and_writes_the_trials_table(tmp_path, data_dir):
     assert main(["search", "--backend", "keras-tuner", "--tuner", "random", "--trials", "3",
                  *common(tmp_path, data_dir)]) == 0
@@ -56,6 +57,7 @@ def test_keras_tuner_backend_runs_three_trials_and_writes_the_trials_table(tmp_p
     assert (study_dir / "best_model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_compare_runs_both_searches_at_an_equal_epoch_budget(tmp_path, data_dir, capsys):
     assert main(["compare", "--budget", "6", *common(tmp_path, data_dir)]) == 0
     root = tmp_path / "res" / "compare"

@@ -102,6 +102,7 @@ def test_export_round_trips_and_train_reproduces_the_best_params(searched, tmp_p
     assert (run / "config.yaml").read_text() == out.read_text()
 
 
+@pytest.mark.slow
 def test_rerun_adds_trials_to_the_same_study(searched):
     assert main(["search", "--trials", "2", "--no-final", "--no-cache", *common(searched)]) == 0
     trials = load(searched).trials
@@ -150,6 +151,7 @@ def test_dashboard_serves_the_study_over_http(searched):
     assert [s["study_name"] for s in body["study_summaries"]] == [DEFAULT_STUDY]
 
 
+@pytest.mark.slow
 def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(tmp_path):
     write_tiny_folders(tmp_path / "data")
     space = tmp_path / "nan.yaml"
@@ -164,6 +166,7 @@ def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(tmp_p
                for t in trials)
 
 
+@pytest.mark.slow
 def test_sigint_fails_the_running_trial_keeps_completed_ones_and_resumes(tmp_path):
     write_tiny_folders(tmp_path / "data")
     cmd = [sys.executable, "run_search.py", "--trials", "20", "--pruner", "none", *common(tmp_path)]
@@ -185,6 +188,8 @@ def test_sigint_fails_the_running_trial_keeps_completed_ones_and_resumes(tmp_pat
         proc.kill()
     assert proc.returncode != 0
     assert "Resume with" in err and "run_search.py" in err
+    hint = err[err.index("Resume with"):]  # the flags this search was given, not the test's argv
+    assert "--pruner none" in hint and str(tmp_path / "res") in hint and "--trials 20" in hint
     before = load(tmp_path).trials
     complete = [(t.number, t.value) for t in before if t.state == TrialState.COMPLETE]
     assert len(complete) >= 1
@@ -203,6 +208,7 @@ def test_export_without_any_storage_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
     """Two trials each in this process and in one reused worker process give the same values,
     epoch by epoch (the worker's second trial inherits nothing from its first)."""
@@ -219,6 +225,7 @@ def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
     assert runs["worker"] == runs["inproc"]
 
 
+@pytest.mark.slow
 def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, capsys):
     from search.recipe.config import SEED_CONFIG, TrainConfig
     from search.recipe.data import make_data

@@ -26,6 +26,8 @@ TINY = str(SPACES_DIR / "tiny.yaml")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+pytestmark = pytest.mark.slow  # processes that train several trials each
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_tiny_folders(tmp_path_factory.mktemp("workers") / "data")

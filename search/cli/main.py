@@ -30,11 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {name: fn for module in MODULES for name, fn in module.HANDLERS.items()}
-    given = list(argv)  # as typed: the resume hint repeats it
     if not argv or (argv[0] not in handlers and argv[0] not in ("-h", "--help")):
         argv = ["search", *argv]
     args = build_parser().parse_args(argv)
-    args.argv = given
     try:
         return handlers[args.command](args)
     except UserError as e:

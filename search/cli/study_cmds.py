@@ -72,8 +72,7 @@ def add_parsers(sub) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from search.jobs import run_search
 
-    resume = (Path(sys.executable).name, "run_search.py", *args.argv)
-    run_search(SearchOptions.from_namespace(args, resume_command=resume))
+    run_search(SearchOptions.from_namespace(args))
     return 0
 
 

@@ -2,7 +2,7 @@
 KerasTuner's Hyperband, Bayesian optimisation or random search.
 
 KerasTuner sees a subclass of its tuner whose run_trial maps the trial's hyperparameters onto the
-space, trains with search.train.train and returns the best val accuracy; Hyperband's
+space, trains with search.recipe.train.train and returns the best val accuracy; Hyperband's
 `tuner/epochs` becomes train()'s epoch budget (each bracket retrains from scratch, since a staged
 recipe has no single model to resume). Files: KerasTuner's own state in <study dir>/keras_tuner/
 (rerunning resumes it), each trial's folder in <study dir>/trials/<NNNN>/ as with Optuna, and

@@ -69,7 +69,7 @@ class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
                  argv: list[str] | None = None, cache=None, isolate: bool = False,
                  worker_trials: int | None = None):
-        """isolate: train in a worker process (search.isolate.Worker), replaced every
+        """isolate: train in a worker process (search.tuning.worker.Worker), replaced every
         `worker_trials` trials (default 10 on the cache; 1 without, where a trial leaks more)."""
         self.space, self.data, self.study_dir = space, data, Path(study_dir)
         self.verbose, self.argv, self.cache = verbose, argv, cache

@@ -1,9 +1,9 @@
 """Train in a child process, so that trials' memory goes back to the OS when the child ends.
 
 TensorFlow keeps the variables of every model trained in graph mode alive for the life of the
-process, whatever clear_session and gc do (tensorflow/tensorflow#61791; measured here: about
-170 MB per full-network trial, see search.bench.memory). A study of 50 trials in one process
-therefore grows by gigabytes. With isolation the parent (which holds the Optuna trial) hands each
+process, whatever clear_session and gc do (tensorflow/tensorflow#61791; search.bench.memory
+measures it, docs/benchmarks.md has the figures). A study of 50 trials in one process therefore
+grows by gigabytes. With isolation the parent (which holds the Optuna trial) hands each
 trial to a worker process that it replaces every few trials; the worker trains and sends each
 epoch's logs back through a pipe, and waits for the parent's word on pruning, so the pruner acts
 exactly as in-process.
