@@ -11,6 +11,8 @@ get their results back as values.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ import pandas as pd
 from search.errors import UserError
 from search.tuning.storage import DEFAULT_STUDY, default_storage, safe_url
 
+STORAGE_ENV = "SEARCH_STORAGE"
+STUDY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 OVERRIDES = ("weights", "train_samples", "val_samples", "image_size", "seed", "split_seed")
 
 
@@ -86,6 +90,12 @@ class SearchOptions(RunOptions):
     study_name: str = DEFAULT_STUDY
     storage: str | None = None
 
+    def __post_init__(self) -> None:
+        name = self.study_name
+        if not STUDY_NAME.fullmatch(name) or name in (".", ".."):
+            raise UserError(f"study name {name!r} is not a plain name; use letters, digits, '.', "
+                            "'_' and '-' only (it names a folder under --results-dir).")
+
     def command(self) -> list[str]:
         """The command line that runs this search again (resuming it), built from these options,
         not from sys.argv: right whoever called run_search (the CLI, bench, compare, a test). A
@@ -103,7 +113,9 @@ class SearchOptions(RunOptions):
         return argv
 
     def storage_url(self) -> str:
-        return self.storage or default_storage(self.results_dir)
+        """--storage, else $SEARCH_STORAGE (keeps a password off the command line), else SQLite
+        in the results folder."""
+        return self.storage or os.environ.get(STORAGE_ENV) or default_storage(self.results_dir)
 
     @property
     def study_dir(self) -> Path:

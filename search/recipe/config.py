@@ -72,32 +72,50 @@ class TrainConfig:
         return [i * self.unfreeze_step for i in range(self.n_stages + 1)]
 
     def validate(self) -> None:
+        """Every field's range: a config that passes trains without a numpy or Keras traceback."""
         def need(cond: bool, key: str, what: str) -> None:
             if not cond:
                 raise ConfigError(f"config key '{key}' {what} (got {getattr(self, key)!r}).")
 
+        def within(key: str, low: float, high: float, low_open: bool = False,
+                   high_open: bool = False) -> None:
+            v = getattr(self, key)
+            ok = math.isfinite(v) and (v > low if low_open else v >= low) and (
+                v < high if high_open else v <= high)
+            need(ok, key, f"must be in {'(' if low_open else '['}{low:g}, {high:g}"
+                          f"{')' if high_open else ']'}")
+
+        for key in ("seed", "split_seed"):
+            within(key, 0, 2**32, high_open=True)
         need(self.train_samples > 0, "train_samples", "must be positive")
         need(0 < self.val_samples < self.train_samples, "val_samples",
              "must be positive and smaller than train_samples")
-        need(self.image_size >= 32, "image_size", "must be at least 32 (ResNet50's minimum)")
-        need(self.head_layers >= 0, "head_layers", "must be 0 or more")
-        need(self.head_width > 0, "head_width", "must be positive")
-        need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
-        need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
-        need(self.head_epochs >= 1, "head_epochs", "must be at least 1")
-        need(self.unfreeze_step > 0, "unfreeze_step", "must be positive")
-        need(0 <= self.unfreeze_depth <= 174, "unfreeze_depth", "must be in [0, 174]")
+        within("image_size", 32, 1024)
+        need(self.weights.strip() != "", "weights", "must be imagenet, none or a file path")
+        within("head_layers", 0, 8)
+        within("head_width", 1, 16384)
+        within("dropout", 0.0, 1.0, high_open=True)
+        within("label_smoothing", 0.0, 1.0, high_open=True)
+        within("head_epochs", 1, 1000)
+        within("head_lr", 0.0, 10.0, low_open=True)
+        within("unfreeze_step", 1, 174)
+        within("unfreeze_depth", 0, 174)
         need(self.unfreeze_depth % self.unfreeze_step == 0, "unfreeze_depth",
              f"must be a multiple of unfreeze_step={self.unfreeze_step}")
         need(len(self.stage_lrs) == self.n_stages, "stage_lrs",
              f"must list one learning rate per fine-tuning stage ({self.n_stages})")
-        need(all(v > 0 and math.isfinite(v) for v in self.stage_lrs), "stage_lrs",
-             "must be positive")
-        need(self.head_lr > 0, "head_lr", "must be positive")
-        need(self.finetune_epochs >= 1, "finetune_epochs", "must be at least 1")
-        need(self.batch_size > 0, "batch_size", "must be positive")
-        need(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
-        need(0 < self.reduce_lr_factor < 1, "reduce_lr_factor", "must be in (0, 1)")
+        need(all(0 < v <= 10 and math.isfinite(v) for v in self.stage_lrs), "stage_lrs",
+             "must all be in (0, 10]")
+        within("finetune_epochs", 1, 1000)
+        within("batch_size", 1, 65536)
+        within("weight_decay", 0.0, 1.0, high_open=True)
+        within("early_stop_patience", 0, 1000)
+        within("reduce_lr_patience", 0, 1000)
+        within("reduce_lr_factor", 0.0, 1.0, low_open=True, high_open=True)
+        within("min_lr", 0.0, 1.0)
+        within("aug_translate", 0.0, 1.0)
+        within("aug_rotate", 0.0, 0.5)
+        within("aug_zoom", 0.0, 1.0, high_open=True)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -137,12 +155,12 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass an existing YAML or JSON file.")
-        text = path.read_text()
         try:
+            text = path.read_text()
             raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as e:
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: "
-                              f"{str(e).splitlines()[0]}.") from None
+                              f"{(str(e).splitlines() or [type(e).__name__])[0][:200]}.") from None
         return cls.from_dict(raw or {}, source=str(path))
 
     def save(self, path: str | Path) -> None:

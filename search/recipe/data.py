@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIN_SIDE = 32  # ResNet50 without its top needs at least 32×32 inputs
+MAX_PIXELS = 40_000_000  # one image; PIL's own bomb check allows ~180M before it refuses
 
 
 def content_hash(*arrays: np.ndarray) -> str:
@@ -106,22 +108,52 @@ def _load_keras() -> Source:
                     "keras", "keras.datasets.cifar10")
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what the real CIFAR-10 batches hold: a dict of bytes, lists of ints or bytes,
+    and one uint8 numpy array. Any other global (a function to call, a class to build) is refused,
+    so a crafted batch file cannot run code (as Keras' own CIFAR loader does)."""
+
+    ALLOWED = {(mod, name) for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for name in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR-10 batch never "
+                                     "holds")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            d = _BatchUnpickler(f, encoding="bytes").load()
     except Exception as e:
-        raise DataError(f"{path} is not a readable CIFAR-10 python batch ({e}); "
-                        "re-extract cifar-10-python.tar.gz.") from None
+        raise DataError(f"{path} is not a readable CIFAR-10 python batch ({str(e)[:200]}); "
+                        "re-extract cifar-10-python.tar.gz from a trusted copy.") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path} holds a {type(d).__name__}, not a CIFAR-10 batch's dict; "
+                        "re-extract cifar-10-python.tar.gz from a trusted copy.")
+    return d
 
 
 def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     try:
-        data = np.asarray(d[b"data"], dtype=np.uint8)
-        labels = np.asarray(d[b"labels"], dtype=np.int64)
+        data, labels = d[b"data"], d[b"labels"]
     except KeyError as e:
         raise DataError(f"{path} lacks the key {e}; it is not a CIFAR-10 python batch.") from None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise DataError(f"{path}: its data is {type(data).__name__} "
+                        f"{getattr(data, 'dtype', '')}, not a uint8 array; it is not a CIFAR-10 "
+                        "python batch.")
+    if not isinstance(labels, list | np.ndarray) or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels):
+        raise DataError(f"{path}: its labels are not a list of integers; it is not a CIFAR-10 "
+                        "python batch.")
+    labels = np.asarray(labels, dtype=np.int64)
+    if data.ndim != 2 or len(labels) != len(data):
+        raise DataError(f"{path} holds {len(labels)} labels for data of shape {data.shape}; it is "
+                        "not a CIFAR-10 python batch.")
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path} holds rows of {data.shape[1:]} values, not 3072 (32×32×3); "
                         "it is not a CIFAR-10 python batch.")
@@ -141,7 +173,11 @@ def _load_python(folder: Path) -> Source:
     names = CIFAR10_CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
-        names = tuple(n.decode() for n in _unpickle(meta).get(b"label_names", names))
+        raw = _unpickle(meta).get(b"label_names", names)
+        if not isinstance(raw, list | tuple) or not all(isinstance(n, bytes | str) for n in raw):
+            raise DataError(f"{meta}: label_names is not a list of names; remove the file or "
+                            "re-extract it.")
+        names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in raw)
     return _checked(xtr, ytr, xte, yte, names, "python", str(folder))
 
 
@@ -153,8 +189,6 @@ def _class_order(names: list[str]) -> list[str]:
 
 
 def _read_split(split_dir: Path, classes: list[str] | None) -> tuple[np.ndarray, np.ndarray, list]:
-    from PIL import Image
-
     if not split_dir.is_dir():
         raise DataError(f"image folder {split_dir} does not exist; the folder layout needs both "
                         "train/<class>/ and test/<class>/.")
@@ -172,11 +206,11 @@ def _read_split(split_dir: Path, classes: list[str] | None) -> tuple[np.ndarray,
             raise DataError(f"class folder {split_dir / name} has no .png/.jpg/.jpeg images; "
                             "add images or remove the folder.")
         for p in files:
-            with Image.open(p) as im:
+            with open_image(p) as im:
                 if im.mode != "RGB":
                     raise DataError(f"{p} is a {im.mode} image, not 3-channel RGB; convert it "
                                     "(e.g. PIL's .convert('RGB')) or remove it.")
-                arr = np.asarray(im, dtype=np.uint8)
+                arr = decode(im, p)
             if shape is None:
                 shape = arr.shape
             elif arr.shape != shape:
@@ -185,6 +219,33 @@ def _read_split(split_dir: Path, classes: list[str] | None) -> tuple[np.ndarray,
             images.append(arr)
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+
+
+@contextmanager
+def open_image(path: Path):
+    """A PIL image of a file from anywhere: not an image, unreadable, or (by its header) over
+    MAX_PIXELS is a DataError naming the file. Decode it with `decode`."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+    except (OSError, Image.DecompressionBombError, ValueError) as e:
+        raise DataError(f"{path} is not a readable image ({str(e)[:160]}); replace or remove "
+                        "it.") from None
+    with im:
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise DataError(f"{path} is {w}×{h} px, over the {MAX_PIXELS // 10**6}-megapixel "
+                            "limit for one image; resize it or remove it.")
+        yield im
+
+
+def decode(im, path: Path) -> np.ndarray:
+    """The image's pixels as uint8; a truncated or corrupt file is a DataError naming it."""
+    try:
+        return np.asarray(im, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path} is a damaged image ({str(e)[:160]}); replace or remove it.") from None
 
 
 def _load_folders(root: Path) -> Source:

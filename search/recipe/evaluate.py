@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from search.errors import DataError, UserError
+from search.recipe.data import decode, open_image
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
@@ -69,15 +70,16 @@ def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image {path} does not exist; pass paths to .png/.jpg files.")
-    try:
-        with Image.open(path) as im:
+    with open_image(path) as im:
+        try:
             if im.mode != "RGB":
                 im = im.convert("RGB")
             if im.size != (shape[1], shape[0]):
                 im = im.resize((shape[1], shape[0]), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except OSError as e:
-        raise DataError(f"{path} is not a readable image ({e}); pass .png/.jpg files.") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"{path} is a damaged image ({str(e)[:160]}); pass a readable "
+                            ".png/.jpg file.") from None
+        return decode(im, path)
 
 
 def predict(model, paths, class_names) -> list[tuple[str, str, float]]:

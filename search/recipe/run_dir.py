@@ -21,6 +21,7 @@ import numpy as np
 
 from search.files import atomic_path, write_atomic, write_json
 from search.recipe.config import TrainConfig
+from search.secrets import redact_argv
 
 
 def new_run_dir(results_dir: str | Path, name: str) -> Path:
@@ -37,8 +38,9 @@ def new_run_dir(results_dir: str | Path, name: str) -> Path:
 
 
 def command_line(argv: list[str] | None = None) -> str:
+    """The command line as typed, any password in it masked."""
     argv = sys.argv if argv is None else argv
-    return shlex.join([sys.executable.rsplit("/", 1)[-1], *argv]) + "\n"
+    return shlex.join(redact_argv([sys.executable.rsplit("/", 1)[-1], *argv])) + "\n"
 
 
 def write_start(run_dir: Path, config: TrainConfig, argv: list[str] | None = None,

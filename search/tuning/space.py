@@ -30,6 +30,13 @@ from search.recipe.config import TrainConfig
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
 DEFAULT_SPACE = SPACES_DIR / "default.yaml"
+# Config keys a study fixes once (its data split and backbone are recorded and cached per study).
+STUDY_FIXED = {
+    "train_samples": "the study draws its train/val split once",
+    "val_samples": "the study draws its train/val split once",
+    "split_seed": "the study draws its train/val split once",
+    "weights": "the study's backbone (and its cache) is fixed when it starts",
+}
 STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
 KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
         "int": {"type", "low", "high", "log", "step"},
@@ -128,8 +135,9 @@ def load_space(path: str | Path | None = None) -> Space:
                           f"such as {DEFAULT_SPACE}.")
     try:
         raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}.") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: not valid YAML: "
+                          f"{(str(e).splitlines() or [type(e).__name__])[0][:200]}.") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a space file is a mapping with 'params' (and optional "
                           "'base_config', 'fixed').")
@@ -170,6 +178,10 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
     if extra:
         raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}' for type {typ}; allowed: "
                           f"{', '.join(sorted(KEYS[typ]))}.")
+    if name in STUDY_FIXED:
+        raise ConfigError(f"{where}: '{name}' cannot be searched: {STUDY_FIXED[name]}, so every "
+                          "trial must share it; set it under 'fixed' (or with its command-line "
+                          "flag) instead.")
     per_stage = spec.get("per_stage", False)
     field_types = {f.name: f.type for f in fields(TrainConfig)}
     target = "float" if per_stage else field_types.get(name)

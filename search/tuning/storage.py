@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 
 from search.errors import UserError
+from search.secrets import mask_url, scrub
 
 DEFAULT_STUDY = "resnet50-cifar10"
 
@@ -30,13 +31,8 @@ def default_storage(results_dir: str | Path) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL with any password masked, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    """The URL with any password (userinfo or query parameter) masked, for messages and files."""
+    return mask_url(url)
 
 
 def open_storage(url: str, create: bool = True,
@@ -79,7 +75,8 @@ def open_storage(url: str, create: bool = True,
             if attempt < 4 and ("duplicate key" in str(e) or "already exists" in str(e)):
                 time.sleep(0.5 + attempt)
                 continue
-            raise UserError(f"cannot open the study storage {describe_url(url)} ({_first_line(e)}); "
+            raise UserError(f"cannot open the study storage {describe_url(url)} "
+                            f"({scrub(_first_line(e), url)}); "
                             "check the --storage URL, that the database server is running and "
                             "reachable, and that its driver is installed.") from None
 
