@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 _FILE_HASHES: dict[tuple, str] = {}
-FORMAT = 2  # bump when the way entries are computed changes (2: bridged from the deep boundary)
+FORMAT = 3  # bump when the way entries are computed changes (3: stock preprocessing layer)
 
 
 def weights_id(weights: str) -> str:

@@ -50,7 +50,7 @@ def format_metrics(m: dict) -> str:
 def load_model(path: str | Path):
     import keras
 
-    import search.recipe.model  # noqa: F401  registers ResNetPreprocess for deserialisation
+    import search.recipe.model  # noqa: F401  registers the layer of models saved before 2026-11-29
 
     path = Path(path)
     if not path.is_file():

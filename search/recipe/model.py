@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from search.errors import WeightsError
 from search.recipe.config import TrainConfig
@@ -26,10 +27,26 @@ AUGMENT = "augment"
 IMAGENET_NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications.resnet50.preprocess_input
+
+
+def preprocess_layer() -> keras.layers.Dense:
+    """ResNet50's preprocessing (RGB→BGR, minus ImageNet's BGR means) as a stock, frozen Dense layer
+    over the channel axis, so a saved model classifies raw 0..255 pixels and loads in plain Keras
+    with nothing of this package. Exact: each output is one input times 1 plus zeros, then the bias."""
+    flip = np.zeros((3, 3), "float32")
+    for c in range(3):
+        flip[2 - c, c] = 1.0  # output channel c (BGR) is input channel 2 - c (RGB)
+    return keras.layers.Dense(
+        3, name="preprocess", trainable=False,
+        kernel_initializer=keras.initializers.Constant(flip),
+        bias_initializer=keras.initializers.Constant(-np.array(IMAGENET_BGR_MEAN, "float32")))
+
+
 @keras.saving.register_keras_serializable(package="search")
 class ResNetPreprocess(keras.layers.Layer):
-    """keras.applications.resnet50.preprocess_input as a saveable layer (RGB→BGR, minus ImageNet
-    means), so a saved model classifies raw 0..255 pixels."""
+    """The preprocessing layer of models saved before preprocess_layer(): kept only so that those
+    files still load (with this package imported); new models do not use it."""
 
     def call(self, x):
         return keras.applications.resnet50.preprocess_input(keras.ops.cast(x, "float32"))
@@ -112,7 +129,7 @@ def build_input_stage(config: TrainConfig, input_shape: tuple):
     x = inputs
     if tuple(input_shape[:2]) != (config.image_size, config.image_size):
         x = keras.layers.Resizing(config.image_size, config.image_size, name="resize")(x)
-    return inputs, ResNetPreprocess(name="preprocess")(x)
+    return inputs, preprocess_layer()(x)
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:

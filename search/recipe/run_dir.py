@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +56,16 @@ def write_start(run_dir: Path, config: TrainConfig, argv: list[str] | None = Non
             np.savez_compressed(tmp, train_idx=split[0], val_idx=split[1])
 
 
-def save_model(model, path: Path, class_names) -> None:
+def save_model(model, path: Path, class_names, export: bool = False) -> None:
     with atomic_path(path) as tmp:
         model.save(tmp)
+    if export:  # a TensorFlow SavedModel beside it, for serving (tf.saved_model.load, TF Serving)
+        folder = path.with_name(f"{path.stem}_savedmodel")
+        tmp = path.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        model.export(str(tmp), verbose=False)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
     write_json(path.with_name("classes.json"), list(class_names))
 
 

@@ -14,6 +14,7 @@ ends), which optuna-dashboard shows with `--artifact-dir`.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from pathlib import Path
@@ -21,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
 from search.files import write_atomic
 from search.report import plots as rp
-from search.tuning.records import STAGE_ATTRS, artifact_dir
+from search.tuning.records import STAGE_ATTRS, artifact_dir, final_dir
+
+UPLOADED = "report_artifacts"  # study user attr: file name -> content hash last uploaded
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -64,7 +67,8 @@ def _histories(study: optuna.Study, n: int = 5) -> list[tuple]:
 
 def make_figures(study: optuna.Study, study_dir: Path, out: Path) -> dict[str, Path | str]:
     """name → the PNG's path, or the sentence why it is absent."""
-    metrics_file, mistakes_file = study_dir / "test_metrics.json", study_dir / "misclassified.npz"
+    final = final_dir(study_dir)
+    metrics_file, mistakes_file = final / "test_metrics.json", final / "misclassified.npz"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     no_final = ("the best config has not been retrained and tested yet (run "
                 "`python run_search.py finalize`, or a search without --no-final).")
@@ -104,17 +108,24 @@ def make_figures(study: optuna.Study, study_dir: Path, out: Path) -> dict[str, P
 def upload_best_artifacts(study: optuna.Study, study_dir: Path, figures: dict) -> list[str]:
     """The report's figures, the retrained model and its config, as artifacts of the study (Optuna
     attaches files only to a running trial, so each trial uploads its own curves as it ends; see
-    search.tuning.objective). Each file name is uploaded once."""
+    search.tuning.objective). A file is uploaded again whenever its content changed (a new best
+    was finalized, the figures were redrawn); the study remembers what it uploaded by hash."""
     store = FileSystemArtifactStore(str(_mkdir(artifact_dir(study_dir))))
-    have = {m.filename for m in get_all_artifact_meta(study)}
+    final = final_dir(study_dir)
     files = [*(p for p in figures.values() if isinstance(p, Path)),
-             study_dir / "best_model.keras", study_dir / "best_config.yaml",
-             study_dir / "test_metrics.json"]
+             final / "best_model.keras", final / "best_config.yaml", final / "test_metrics.json"]
+    sent = dict(study.user_attrs.get(UPLOADED, {}))
     uploaded = []
     for f in files:
-        if f.is_file() and f.name not in have:
+        if not f.is_file():
+            continue
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        if sent.get(f.name) != digest:
             upload_artifact(artifact_store=store, file_path=str(f), study_or_trial=study)
+            sent[f.name] = digest
             uploaded.append(f.name)
+    if uploaded:
+        study.set_user_attr(UPLOADED, sent)
     return uploaded
 
 
@@ -165,7 +176,7 @@ def render(study: optuna.Study, study_dir: Path, figures: dict) -> str:
     else:
         parts.append("<tr><th>best trial</th><td>none: no trial has completed</td></tr>")
     parts.append("</table>")
-    parts += _test_section(study_dir)
+    parts += _test_section(study, study_dir)
     parts.append("<h2>Figures</h2>")
     for name, v in figures.items():
         title = name.replace("_", " ")
@@ -183,14 +194,14 @@ def render(study: optuna.Study, study_dir: Path, figures: dict) -> str:
             + "\n".join(parts) + "</body></html>\n")
 
 
-def _test_section(study_dir: Path) -> list[str]:
-    f = study_dir / "test_metrics.json"
+def _test_section(study: optuna.Study, study_dir: Path) -> list[str]:
+    f = final_dir(study_dir) / "test_metrics.json"
     if not f.is_file():
         return ["<h2>Test set</h2><p class=\"absent\">Not yet: the best config has not been "
                 "retrained and tested (run <code>python run_search.py finalize</code>).</p>"]
     m = json.loads(f.read_text())
     n = len(m["test_accuracy"])
-    out = ["<h2>Test set (retrained best)</h2>",
+    out = ["<h2>Test set (retrained best)</h2>", *_staleness(study, m),
            f"<p>Trial {m['best_trial']} retrained with {n} seed(s): test accuracy "
            f"<b>{m['test_accuracy_mean']:.4f} ± {m['test_accuracy_std']:.4f}</b> "
            f"(per seed: {', '.join(f'{a:.4f}' for a in m['test_accuracy'])}).</p>"]
@@ -203,3 +214,14 @@ def _test_section(study_dir: Path) -> list[str]:
             for k, v in m["per_class_accuracy_mean"].items()]
     out.append("</table>")
     return out
+
+
+def _staleness(study: optuna.Study, m: dict) -> list[str]:
+    """A warning when the retrained model is not of the study's current best trial (trials ran
+    after the finalize), so the page never shows one trial's model under another's parameters."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done or study.best_trial.number == m["best_trial"]:
+        return []
+    return [f"<p class=\"absent\">The retrained model below is trial {m['best_trial']}'s; the "
+            f"study's best is now trial {study.best_trial.number}. Run <code>python run_search.py "
+            "finalize</code> to retrain and test it.</p>"]

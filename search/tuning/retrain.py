@@ -23,6 +23,7 @@ from search.recipe.data import Data
 from search.recipe.evaluate import format_metrics, metrics, predict_probs
 from search.recipe.run_dir import save_model, write_history, write_start
 from search.recipe.train import train
+from search.tuning.records import new_final_dir, publish_final
 
 MISTAKES = 32  # test mistakes kept for the report
 
@@ -36,7 +37,7 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
     runs, best_val = [], -math.inf
     for i in range(seeds):
         cfg = config.replace(seed=config.seed + i)
-        run_dir = out_dir / "final" / f"{label}_seed_{cfg.seed}"
+        run_dir = out_dir / f"{label}_seed_{cfg.seed}"
         write_start(run_dir, cfg)
         log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
         result = train(cfg, data, log=log, stages=stages)
@@ -50,7 +51,7 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
         if result.val_accuracy > best_val:  # keep the model chosen by validation, not test
             best_val = result.val_accuracy
             if model_path is not None:
-                save_model(result.model, model_path, data.class_names)
+                save_model(result.model, model_path, data.class_names, export=True)
                 save_mistakes(model_path.with_name("misclassified.npz"), data, probs)
     acc = np.array([r["test_accuracy"] for r in runs])
     chosen = max(runs, key=lambda r: r["val_accuracy"])
@@ -87,21 +88,25 @@ def finalize_config(name: str, number: int, value: float, config: TrainConfig, d
                     study_dir: Path, seeds: int = 1, log=print, stages=None,
                     baseline_config: TrainConfig | None = None,
                     seed_value: float | None = None) -> dict:
-    """Retrain the best config over seeds, test it once, write best_config.yaml,
-    best_model.keras, misclassified.npz and test_metrics.json (any search backend)."""
+    """Retrain the best config over seeds, test it once, and write best_config.yaml,
+    best_model.keras (+ a SavedModel), classes.json, misclassified.npz and test_metrics.json into a
+    fresh folder that is then published in one step (search.tuning.records.publish_final): an
+    interrupted or concurrent finalize never leaves a mix of two runs (any search backend)."""
     log(f"best trial {number}: val_accuracy {value:.4f}; retraining {seeds}x")
-    config.save(study_dir / "best_config.yaml")
+    folder = new_final_dir(study_dir)
+    config.save(folder / "best_config.yaml")
     out = {"study": name, "best_trial": number, "best_trial_value": value,
-           "config": config.to_dict(),
-           **retrain(config, data, seeds, study_dir, "best", log, stages,
-                     model_path=study_dir / "best_model.keras")}
+           "config": config.to_dict(), "final_run": folder.name,
+           **retrain(config, data, seeds, folder, "best", log, stages,
+                     model_path=folder / "best_model.keras")}
     if seed_value is not None:
         out["seed_recipe_trial_value"] = seed_value
     if baseline_config is not None:
-        b = retrain(baseline_config, data, seeds, study_dir, "seed_recipe", log, stages)
+        b = retrain(baseline_config, data, seeds, folder, "seed_recipe", log, stages)
         out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
                                                 "test_accuracy_mean", "test_accuracy_std")}
-    write_json(study_dir / "test_metrics.json", out)
+    write_json(folder / "test_metrics.json", out)
+    publish_final(study_dir, folder)
     log(format_metrics(out["saved_model"]))
     line = (f"retrained best (trial {number}): test accuracy {out['test_accuracy_mean']:.4f}"
             f" ± {out['test_accuracy_std']:.4f} over {seeds} seed(s)")
