@@ -21,3 +21,9 @@ class WeightsError(UserError):
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss. Raised by train(); the search prunes or fails the trial."""
+
+
+class SearchFailed(Exception):
+    """A search ran trials but none gave a result (all failed, or none completed): exit status 1."""
+
+    exit_code = 1

@@ -81,6 +81,8 @@ class SearchOptions(RunOptions):
     backend: str = "optuna"
     tuner: str = "hyperband"
     heartbeat: int | None = None
+    max_failures: int = 5  # consecutive failed trials that stop the search (0: never)
+    sampler_seed: int | None = None  # None: the config's seed, salted per worker on shared storage
     no_final: bool = False
     retrain_seeds: int = 1
     test_baseline: bool = False
@@ -91,6 +93,8 @@ class SearchOptions(RunOptions):
     storage: str | None = None
 
     def __post_init__(self) -> None:
+        if self.max_failures < 0:
+            raise UserError("--max-failures must be 0 (never stop) or more.")
         name = self.study_name
         if not STUDY_NAME.fullmatch(name) or name in (".", ".."):
             raise UserError(f"study name {name!r} is not a plain name; use letters, digits, '.', "
@@ -143,6 +147,12 @@ def dashboard_hint(url: str, study_dir: Path | None = None) -> str:
     return f"dashboard: optuna-dashboard {target}{extra}"
 
 
+def data_identity(source) -> dict:
+    """What a study records of its data, to refuse another source later."""
+    return {"source": f"{source.layout} data at {source.location}",
+            "fingerprint": source.fingerprint()}
+
+
 def _load_data(opts: RunOptions, config):
     from search.recipe.data import load_source, make_data
 
@@ -183,18 +193,20 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.files import write_json
     from search.report.page import make_report, trials_table
     from search.tuning.objective import Objective
-    from search.tuning.storage import default_heartbeat
-    from search.tuning.study import create_or_resume, finalize, run
+    from search.tuning.storage import default_heartbeat, is_server
+    from search.tuning.study import check_outcome, create_or_resume, finalize, run
 
     url = opts.storage_url()
-    study, resumed = create_or_resume(opts.study_name, url, space, opts.sampler, opts.pruner,
-                                      space.base.seed,
-                                      heartbeat=default_heartbeat(url, opts.heartbeat))
+    shared = is_server(url) or url.startswith("journal:")  # workers may start together
+    study, resumed = create_or_resume(
+        opts.study_name, url, space, opts.sampler, opts.pruner,
+        space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
+        heartbeat=default_heartbeat(url, opts.heartbeat), data=data_identity(source),
+        salt=shared and opts.sampler_seed is None)
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
-    write_json(study_dir / "data.json", {"source": data.source, "fingerprint": source.fingerprint(),
-                                         "train": len(data.x_train), "val": len(data.x_val),
-                                         "test": len(data.x_test)})
+    write_json(study_dir / "data.json", {**data_identity(source), "train": len(data.x_train),
+                                         "val": len(data.x_val), "test": len(data.x_test)})
     n_before = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     print(f"{'resuming' if resumed else 'new'} study '{opts.study_name}' ({n_before} finished trials)"
           f" in {safe_url(url)}; space {space.path}; sampler {opts.sampler}, pruner {opts.pruner}")
@@ -208,7 +220,9 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     objective = Objective(space, data, study_dir, verbose=opts.verbose, cache=cache,
                           isolate=not opts.no_isolate, worker_trials=opts.worker_trials)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget)
+    mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
+               opts.max_failures)
+    check_outcome(study, mine)
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if done else None
     if best is None:
@@ -262,7 +276,7 @@ def finalize_study(opts: SearchOptions) -> dict:
     from search.recipe.model import check_weights
     from search.report.page import make_report
     from search.tuning.storage import open_study
-    from search.tuning.study import best_config, finalize
+    from search.tuning.study import best_config, check_data, finalize
 
     if opts.retrain_seeds < 1:
         raise UserError("--retrain-seeds must be at least 1.")
@@ -270,7 +284,8 @@ def finalize_study(opts: SearchOptions) -> dict:
     _, config = best_config(study)
     config = config.replace(**opts.overrides())
     check_weights(config.weights)
-    _, data = _load_data(opts, config)
+    source, data = _load_data(opts, config)
+    check_data(study, data_identity(source))
     depth = int(study.user_attrs.get("cache_depth", config.unfreeze_depth))
     out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
                    stages=cached_stages(opts.make_cache(), depth))

@@ -9,9 +9,9 @@ from pathlib import Path
 from conftest import ROOT
 
 PACKAGE = ROOT / "search"
-# Lowest first; a module may import its own layer and those before it. errors and files are the
+# Lowest first; a module may import its own layer and those before it. errors, files, secrets are the
 # shared floor; each subpackage's __init__ holds no imports of its own.
-LAYERS = ["search.errors", "search.files", "search.recipe", "search.cache", "search.tuning",
+LAYERS = ["search.errors", "search.files", "search.secrets", "search.recipe", "search.cache", "search.tuning",
           "search.report", "search.jobs", "search.bench", "search.cli"]
 
 

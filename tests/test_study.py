@@ -10,6 +10,7 @@ import time
 import urllib.request
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -281,3 +282,32 @@ def test_a_search_ends_with_its_report_notes_and_trial_artifacts(searched):
     names = {m.filename for m in get_all_artifact_meta(best, storage=storage)}
     assert names == {"curves.png", "history.csv"}
     assert "best_model.keras" in {m.filename for m in get_all_artifact_meta(study)}
+
+
+def test_the_saved_model_loads_and_predicts_without_this_package(searched, tmp_path):
+    """best_model.keras in a Python that never imports `search` (run from a folder where it cannot
+    be imported) gives the in-process probabilities; the SavedModel export the same classes."""
+    from helpers import tiny_source
+    from search.recipe.evaluate import load_model
+
+    study_dir = searched / "res" / DEFAULT_STUDY
+    x = tiny_source(20, 20, seed=5).x_test.astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    want = load_model(study_dir / "best_model.keras").predict(x, verbose=0)
+    code = ("import sys, numpy as np, keras, tensorflow as tf\n"
+            "x = np.load(sys.argv[2])\n"
+            "p = keras.saving.load_model(sys.argv[1]).predict(x, verbose=0)\n"
+            "served = tf.saved_model.load(sys.argv[3])  # held: its variables live in it\n"
+            "q = served.serve(x).numpy()\n"
+            "assert not any(m == 'search' or m.startswith('search.') for m in sys.modules)\n"
+            "np.save(sys.argv[4], np.stack([p, q]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code, str(study_dir / "best_model.keras"),
+                          str(tmp_path / "x.npy"), str(study_dir / "best_model_savedmodel"),
+                          str(tmp_path / "out.npy")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    p, q = np.load(tmp_path / "out.npy")
+    np.testing.assert_allclose(p, want, atol=1e-5, rtol=0)
+    assert (q.argmax(1) == want.argmax(1)).all()
+    assert len(set(want.argmax(1))) > 1  # a model that predicts more than one class

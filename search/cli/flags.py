@@ -42,8 +42,9 @@ def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
     p.add_argument("--study-name", default=DEFAULT_STUDY,
                    help=f"Optuna study name (default: {DEFAULT_STUDY}); rerunning resumes it")
     p.add_argument("--storage", help="Optuna storage: sqlite:///path.db, "
-                   "postgresql+psycopg://user:pass@host/db, or journal:PATH (a journal file on a "
-                   "shared filesystem) (default: sqlite in --results-dir)")
+                   "postgresql+psycopg://user@host/db, or journal:PATH (a journal file on a "
+                   "shared filesystem) (default: $SEARCH_STORAGE, else sqlite in --results-dir); "
+                   "keep a password off the command line with $SEARCH_STORAGE or PGPASSWORD")
     if results:
         p.add_argument("--results-dir", default=RunOptions.results_dir,
                        help="output root (default: results)")

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from search.cli import bench_cmds, recipe_cmds, study_cmds
-from search.errors import UserError
+from search.errors import SearchFailed, UserError
 
 MODULES = (study_cmds, recipe_cmds, bench_cmds)  # in the order `-h` lists their commands
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return handlers[args.command](args)
-    except UserError as e:
+    except (UserError, SearchFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

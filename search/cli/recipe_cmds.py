@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from search.cli.flags import add_data_flags, add_study_flags
@@ -72,29 +71,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from search.jobs import SearchOptions
+    from search.errors import DataError
+    from search.jobs import SearchOptions, data_identity
     from search.recipe.data import load_source
-    from search.recipe.evaluate import evaluate, format_metrics, load_model
+    from search.recipe.evaluate import evaluate, format_metrics, load_model, read_classes
 
-    path = args.model
+    path, study = args.model, None
     if path is None:
         from search.tuning.storage import open_study
 
         opts = SearchOptions.from_namespace(args)
-        open_study(opts.study_name, opts.storage_url())
+        study = open_study(opts.study_name, opts.storage_url())
         path = opts.study_dir / "best_model.keras"
     model = load_model(path)
     source = load_source(args.data_dir)
+    if study is not None:
+        from search.tuning.study import check_data
+
+        check_data(study, data_identity(source))
+    names = read_classes(path, model.output_shape[-1])
+    if names is not None and names != tuple(source.class_names):
+        raise DataError(f"the model was trained on classes {list(names)} but "
+                        f"{source.location} has {list(source.class_names)}; evaluate on the data "
+                        "the model was trained for.")
     print(format_metrics(evaluate(model, source.x_test, source.y_test, source.class_names)))
     return 0
 
 
 def class_names_for(model_path: str | Path, n: int) -> tuple[str, ...]:
     from search.recipe.data import CIFAR10_CLASSES
+    from search.recipe.evaluate import read_classes
 
-    f = Path(model_path).with_name("classes.json")
-    if f.is_file():
-        return tuple(json.loads(f.read_text()))
+    names = read_classes(model_path, n)
+    if names is not None:
+        return names
     return CIFAR10_CLASSES if n == 10 else tuple(str(i) for i in range(n))
 
 

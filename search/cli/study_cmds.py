@@ -35,6 +35,11 @@ def add_parsers(sub) -> None:
                    help="trial heartbeat (default 60 on PostgreSQL/MySQL, off on SQLite; 0 "
                    "disables): a trial whose worker died is marked failed after 2x this and "
                    "queued once more")
+    p.add_argument("--max-failures", type=int, default=d.max_failures, metavar="K",
+                   help="stop after K trials in a row failed (default 5; 0 never stops)")
+    p.add_argument("--sampler-seed", type=int, metavar="N",
+                   help="sampler seed (default: --seed; on a shared storage salted with this "
+                   "host and process, so that workers draw different trials)")
     p.add_argument("--no-final", action="store_true",
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     add_retrain_flags(p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,21 @@ def predict(model, paths, class_names) -> list[tuple[str, str, float]]:
     probs = model.predict(x, verbose=0)
     return [(str(p), class_names[int(i)], float(pr[i]))
             for p, pr, i in zip(paths, probs, probs.argmax(axis=1))]
+
+
+def read_classes(model_path: str | Path, n_outputs: int) -> tuple[str, ...] | None:
+    """The class names saved beside a model (classes.json), checked: a JSON list of n_outputs
+    distinct strings. None when the file is absent."""
+    f = Path(model_path).with_name("classes.json")
+    if not f.is_file():
+        return None
+    try:
+        names = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{f} is not readable JSON ({str(e)[:120]}); write it again as a list "
+                        "of class names, or delete it.") from None
+    if (not isinstance(names, list) or len(names) != n_outputs or len(set(map(str, names))) != len(names)
+            or not all(isinstance(n, str) for n in names)):
+        raise UserError(f"{f} must list the model's {n_outputs} distinct class names as strings; "
+                        "write it again, or delete it.")
+    return tuple(names)

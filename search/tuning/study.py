@@ -3,23 +3,27 @@ retrain (search.tuning.retrain does the backend-neutral part)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
 import signal
+import socket
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import UserError
+from search.errors import SearchFailed, UserError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.tuning.optuna_space import all_distributions
 from search.tuning.retrain import finalize_config
 from search.tuning.space import Space
-from search.tuning.storage import open_storage, safe_url, study_names
+from search.tuning.storage import open_storage, safe_url
 
 # TPE's `group` is marked experimental, and samplers warn when a conditional or categorical param
 # falls back to independent sampling: both are expected here and would drown the per-trial lines.
@@ -81,29 +85,61 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
 
 
 def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int,
-                     heartbeat: int | None = None):
+                     heartbeat: int | None = None, data: dict | None = None,
+                     salt: bool = False):
+    """The study `name`, created (with the seed recipe enqueued as its first trial) or resumed
+    (after checking that space, base config and data match). Returns (study, resumed).
+
+    Only the process that creates the study enqueues the seed recipe, so workers that start
+    together on a new study enqueue it exactly once. `data`: the source's identity
+    ({source, fingerprint}), stored at creation and checked on resume. `salt`: mix this host and
+    process into the sampler seed, so that workers started together draw different trials."""
     storage = open_storage(url, heartbeat=heartbeat)
-    existing = name in study_names(storage)
-    if existing:
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        resumed = False
+    except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage)
+        resumed = True
+    if resumed:
         check_compatible(study, space, url)
+        if data is not None:
+            check_data(study, data)
         _recover(study, heartbeat)
         # A resumed study gets a fresh sampler seed so a seeded sampler does not replay its draws.
         seed = seed + len(study.get_trials(deepcopy=False))
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
-                                sampler=make_sampler(sampler, seed),
-                                pruner=make_pruner(pruner, space.max_epochs()), load_if_exists=True)
-    if not existing:
+    else:
         study.set_user_attr("base_config", space.base.to_dict())
         study.set_user_attr("space_file", str(space.path))
+        if data is not None:
+            study.set_user_attr("data", data)
         outside = space.seed_outside()
         params = {k: v for k, v in space.seed_values().items() if k not in outside}
-        # skip_if_exists: workers starting together on a new study enqueue it once
         study.enqueue_trial(params, user_attrs={"seed_recipe": True}, skip_if_exists=True)
         if outside:
             print(f"note: the seed recipe's {', '.join(outside)} lie outside {space.path.name}; "
                   "trial 0 samples those instead.")
-    return study, existing
+    if salt:
+        seed = salted_seed(seed)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sampler, seed),
+                              pruner=make_pruner(pruner, space.max_epochs()))
+    return study, resumed
+
+
+def salted_seed(seed: int) -> int:
+    """`seed` mixed with this host and process: a different sampler stream for every worker."""
+    blob = f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def check_data(study: optuna.Study, data: dict) -> None:
+    """Refuse to mix data sources in one study: its trials were trained on the data it recorded."""
+    stored = study.user_attrs.get("data")
+    if stored is not None and stored.get("fingerprint") != data["fingerprint"]:
+        raise UserError(f"study '{study.study_name}' was searched on {stored.get('source')} "
+                        f"(fingerprint {str(stored.get('fingerprint'))[:12]}), but this run loads "
+                        f"{data['source']} (fingerprint {data['fingerprint'][:12]}); pass the "
+                        "--data-dir the study was started with, or a new --study-name.")
 
 
 def _recover(study: optuna.Study, heartbeat: int | None) -> None:
@@ -136,19 +172,27 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
 
 
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
-        resume_cmd: list[str], epoch_budget: int | None = None) -> None:
+        resume_cmd: list[str], epoch_budget: int | None = None,
+        max_failures: int = 0) -> list[FrozenTrial]:
     """optimize() with a line per trial and a progress bar; Ctrl-C fails the running trial only.
-    With epoch_budget, no new trial starts once this call's trials trained that many epochs."""
+    With epoch_budget, no new trial starts once this call's trials trained that many epochs; with
+    max_failures, none once that many trials in a row failed. Returns this call's trials."""
     from tqdm import tqdm
 
-    used = [0]
+    used, mine = [0], []
 
     def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
+        mine.append(t)
         done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None))
         used[0] += int(t.user_attrs.get("epochs", 0))
         if epoch_budget is not None and used[0] >= epoch_budget:
             tqdm.write(f"epoch budget spent: {used[0]} epochs >= {epoch_budget}")
+            st.stop()
+        streak = len(mine) - next((i + 1 for i, x in reversed(list(enumerate(mine)))
+                                   if x.state != TrialState.FAIL), 0)
+        if max_failures and streak >= max_failures:
+            tqdm.write(f"stopping: the last {streak} trials failed (--max-failures {max_failures})")
             st.stop()
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -167,6 +211,22 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     finally:
         signal.signal(signal.SIGTERM, previous)
         objective.close()  # the worker process, if any
+    return mine
+
+
+def check_outcome(study: optuna.Study, mine: list[FrozenTrial]) -> None:
+    """A search is not a success when every trial it ran failed, or when the study still has no
+    completed trial: raise SearchFailed with the most common failure."""
+    if not mine:
+        return
+    failed = [t for t in mine if t.state == TrialState.FAIL]
+    if len(failed) < len(mine) and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return
+    reasons = Counter(t.user_attrs.get("failure", t.state.name.lower()) for t in failed or mine)
+    why, n = reasons.most_common(1)[0]
+    what = "failed" if len(failed) == len(mine) else "ended without a completed trial"
+    raise SearchFailed(f"all {len(mine)} trials of this search {what}; the most common reason "
+                       f"({n}x): {why}")
 
 
 def _raise_interrupt(signum, frame):
