@@ -82,7 +82,9 @@ class TrainConfig:
             v = getattr(self, key)
             ok = math.isfinite(v) and (v > low if low_open else v >= low) and (
                 v < high if high_open else v <= high)
-            need(ok, key, f"must be in {'(' if low_open else '['}{low:g}, {high:g}"
+            if math.isinf(high):
+                need(ok, key, f"must be finite and {'>' if low_open else '>='} {_num(low)}")
+            need(ok, key, f"must be in {'(' if low_open else '['}{_num(low)}, {_num(high)}"
                           f"{')' if high_open else ']'}")
 
         for key in ("seed", "split_seed"):
@@ -167,6 +169,10 @@ class TrainConfig:
         path = Path(path)
         text = self.to_json() if path.suffix == ".json" else self.to_yaml()
         write_atomic(path, text)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
 def _coerce(key: str, value: Any, typ: str, source: str) -> Any:

@@ -1,0 +1,184 @@
+"""Files and flags from anywhere: every command answers bad input with one sentence, exit status 2,
+no traceback, and nothing written; a crafted pickle never runs."""
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from helpers import tiny_source, write_tiny_folders
+from search.cli import main
+
+
+class Exploit:
+    """Unpickling this calls Path.touch(marker): what a crafted data_batch_1 could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (Path(self.marker),)
+
+
+def python_batches(root, poison=None):
+    """cifar-10-batches-py/ with real-shaped batches; `poison` replaces data_batch_1's content."""
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    s = tiny_source(60, 20)
+    for name, x, y in (("data_batch_1", s.x_train, s.y_train), ("test_batch", s.x_test, s.y_test)):
+        batch = {b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1), b"labels": y.tolist()}
+        (d / name).write_bytes(pickle.dumps(poison if poison is not None and name == "data_batch_1"
+                                            else batch))
+    return root
+
+
+def folders_with(root, name, write):
+    """Tiny image folders with one extra file train/airplane/<name> written by write(path)."""
+    write_tiny_folders(root, 40, 20)
+    write(root / "train" / "airplane" / name)
+    return root
+
+
+def truncated_jpeg(path):
+    Image.fromarray(tiny_source(10, 10).x_train[0]).save(path.with_suffix(".tmp.jpg"), quality=95)
+    data = path.with_suffix(".tmp.jpg").read_bytes()
+    path.with_suffix(".tmp.jpg").unlink()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def huge_png(path):  # a header of 7000×7000 px: over the 40-megapixel limit before any decoding
+    Image.new("1", (7000, 7000)).save(path)
+
+
+def setup_files(tmp):
+    """Everything the table's cases point at, made once; returns {name: path}."""
+    f = {}
+    f["bad_yaml"] = tmp / "bad.yaml"
+    f["bad_yaml"].write_text("head_lr: [1, 2\n")
+    f["binary_yaml"] = tmp / "binary.yaml"
+    f["binary_yaml"].write_bytes(b"\xff\xfe\x00garbage\x80")
+    for key, text in (("unknown_key", "learning_rate: 0.1\n"), ("neg_seed", "seed: -1\n"),
+                      ("big_zoom", "aug_zoom: 2.0\n"), ("inf_lr", "head_lr: .inf\n"),
+                      ("big_seed", "seed: 4294967296\n"), ("nan_min_lr", "min_lr: .nan\n")):
+        f[key] = tmp / f"{key}.yaml"
+        f[key].write_text(text)
+    f["space_fixed"] = tmp / "space_fixed.yaml"
+    f["space_fixed"].write_text(f"base_config: {ROOT / 'configs' / 'seed.yaml'}\n"
+                                "params:\n  train_samples: {type: int, low: 100, high: 200}\n")
+    f["garbage_h5"] = tmp / "garbage.weights.h5"
+    f["garbage_h5"].write_bytes(b"not an hdf5 file at all")
+    f["garbage_keras"] = tmp / "garbage.keras"
+    f["garbage_keras"].write_bytes(b"PK\x03\x04 not really a zip")
+    f["zip_keras"] = tmp / "wrong.keras"  # a real zip of the wrong kind
+    with zipfile.ZipFile(f["zip_keras"], "w") as z:
+        z.writestr("hello.txt", "not a Keras model")
+    f["image"] = tmp / "cat.png"
+    Image.fromarray(tiny_source(10, 10).x_train[0]).save(f["image"])
+    f["data"] = write_tiny_folders(tmp / "good", 40, 20)
+    f["marker"] = tmp / "pwned"
+    f["evil"] = python_batches(tmp / "evil", poison=Exploit(f["marker"]))
+    f["not_a_dict"] = python_batches(tmp / "list", poison=[1, 2, 3])
+    f["wrong_dtype"] = python_batches(tmp / "dtype", poison={b"data": np.zeros((5, 3072), "float64"),
+                                                             b"labels": [0] * 5})
+    f["not_image"] = folders_with(tmp / "notimg", "x.jpg", lambda p: p.write_text("hello"))
+    f["truncated"] = folders_with(tmp / "trunc", "x.jpg", truncated_jpeg)
+    f["bomb"] = folders_with(tmp / "bomb", "x.png", huge_png)
+    return f
+
+
+TRAIN = ["train", "--weights", "none", "--train-samples", "40", "--val-samples", "10"]
+# (id, argv with {name} placeholders, a phrase the sentence must hold)
+CASES = [
+    ("config-missing", ["train", "--config", "{tmp}/nope.yaml"], "does not exist"),
+    ("config-bad-yaml", ["train", "--config", "{bad_yaml}"], "not valid"),
+    ("config-binary", ["train", "--config", "{binary_yaml}"], "not valid"),
+    ("config-unknown-key", ["train", "--config", "{unknown_key}"], "unknown config key"),
+    ("config-negative-seed", ["train", "--config", "{neg_seed}"], "'seed'"),
+    ("config-seed-too-big", ["train", "--config", "{big_seed}"], "'seed'"),
+    ("config-zoom-over-1", ["train", "--config", "{big_zoom}"], "'aug_zoom'"),
+    ("config-inf-lr", ["train", "--config", "{inf_lr}"], "'head_lr'"),
+    ("config-nan-min-lr", ["train", "--config", "{nan_min_lr}"], "'min_lr'"),
+    ("seed-flag-negative", [*TRAIN, "--seed", "-5"], "'seed'"),
+    ("weights-missing", ["train", "--weights", "{tmp}/none.h5"], "does not exist"),
+    ("weights-garbage", ["train", "--weights", "{garbage_h5}"], "could not be loaded"),
+    ("data-missing", [*TRAIN, "--data-dir", "{tmp}/nodata"], "does not exist"),
+    ("data-malicious-pickle", [*TRAIN, "--data-dir", "{evil}"], "never holds"),
+    ("data-pickle-not-a-dict", [*TRAIN, "--data-dir", "{not_a_dict}"], "not a CIFAR-10 batch"),
+    ("data-pickle-wrong-dtype", [*TRAIN, "--data-dir", "{wrong_dtype}"], "not a uint8 array"),
+    ("data-not-an-image", [*TRAIN, "--data-dir", "{not_image}"], "x.jpg is not a readable image"),
+    ("data-truncated-image", [*TRAIN, "--data-dir", "{truncated}"], "x.jpg is a damaged image"),
+    ("data-decompression-bomb", [*TRAIN, "--data-dir", "{bomb}"], "megapixel limit"),
+    ("search-name-dotdot", ["search", "--study-name", "../x"], "not a plain name"),
+    ("search-name-absolute", ["search", "--study-name", "/abs/x"], "not a plain name"),
+    ("search-name-dot", ["search", "--study-name", "."], "not a plain name"),
+    ("search-space-missing", ["search", "--space", "{tmp}/nope.yaml"], "does not exist"),
+    ("search-space-fixed-key", ["search", "--space", "{space_fixed}"], "cannot be searched"),
+    ("search-negative-trials", ["search", "--trials", "-1"], "--trials"),
+    ("search-negative-max-failures", ["search", "--max-failures", "-1"], "--max-failures"),
+    ("search-unreachable-storage",
+     ["search", "--storage", "postgresql+psycopg://me:hunter2@127.0.0.1:1/db", "--weights", "none",
+      "--data-dir", "{data}", "--train-samples", "40", "--val-samples", "10"], "port 1"),
+    ("finalize-no-study", ["finalize"], "no study storage"),
+    ("export-no-study", ["export"], "no study storage"),
+    ("export-bad-name", ["export", "--study-name", "a/b"], "not a plain name"),
+    ("report-no-study", ["report"], "no study storage"),
+    ("dashboard-no-study", ["dashboard"], "no study storage"),
+    ("evaluate-no-study", ["evaluate"], "no study storage"),
+    ("evaluate-model-missing", ["evaluate", "--model", "{tmp}/none.keras"], "does not exist"),
+    ("evaluate-model-garbage", ["evaluate", "--model", "{garbage_keras}"], "could not be loaded"),
+    ("predict-model-wrong-zip", ["predict", "--model", "{zip_keras}", "{image}"],
+     "could not be loaded"),
+    ("bench-data-missing", ["bench", "--data-dir", "{tmp}/nodata", "--weights", "none"],
+     "does not exist"),
+    ("compare-zero-budget", ["compare", "--budget", "0"], "--budget"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return setup_files(tmp_path_factory.mktemp("hostile"))
+
+
+def files_under(root):
+    return sorted(p for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize("argv", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(argv, files, tmp_path, capsys,
+                                                             monkeypatch):
+    case = next(c for c in CASES if c[1] is argv)
+    monkeypatch.chdir(tmp_path)  # relative defaults (results/) land here
+    argv = [a.format(tmp=tmp_path, **files) for a in argv]
+    if "--results-dir" not in argv and argv[0] not in ("predict",):
+        argv += ["--results-dir", str(tmp_path / "res")]
+    before = files_under(files["bad_yaml"].parent)
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and out == "", (out, err)
+    assert case[2] in err, err
+    assert "hunter2" not in err
+    assert files_under(tmp_path) == [], files_under(tmp_path)  # no results, no stray files
+    assert files_under(files["bad_yaml"].parent) == before
+    assert not files["marker"].exists()  # the crafted pickle ran nothing
+
+
+def test_the_table_covers_every_command():
+    from search.cli.main import MODULES
+
+    commands = {name for m in MODULES for name in m.HANDLERS}
+    assert commands == {c[1][0] for c in CASES} and len(CASES) >= 25
+
+
+def test_the_safe_unpickler_still_reads_real_batches(tmp_path):
+    from search.recipe.data import load_source
+
+    s = load_source(python_batches(tmp_path))
+    ref = tiny_source(60, 20)
+    np.testing.assert_array_equal(s.x_train, ref.x_train)
+    np.testing.assert_array_equal(s.y_test, ref.y_test)
