@@ -142,3 +142,83 @@ def test_a_journal_storage_runs_and_resumes(tmp_path, data_dir):
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
     assert len(study.get_trials(states=FINISHED)) == 3
     assert study.trials[0].user_attrs["seed_recipe"] is True
+
+
+def test_three_workers_started_together_draw_different_trials_and_one_seed_trial(tmp_path,
+                                                                                 data_dir, pg_url):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    procs = [worker(tmp_path, data_dir, pg_url, name, 1, "--sampler", "random") for _ in range(3)]
+    for p in procs:
+        finish(p)
+    trials = optuna.load_study(study_name=name, storage=pg_url).trials
+    assert len(trials) == 3
+    assert sum(bool(t.user_attrs.get("seed_recipe")) for t in trials) == 1
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == 3, params
+
+
+def with_password(url: str, password: str) -> str:
+    scheme, rest = url.split("://", 1)
+    userinfo, host = rest.split("@", 1) if "@" in rest else ("postgres", rest)
+    return f"{scheme}://{userinfo.split(':')[0]}:{password}@{host}"
+
+
+def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_dir, pg_url):
+    """A search, an interrupted search and a finalize with a password in the URL (the test
+    server trusts local connections and ignores it): no file under the results folder, no
+    printed line and no study attribute holds the password."""
+    secret = f"pw{uuid.uuid4().hex[:10]}"
+    url, name = with_password(pg_url, secret), f"s-{uuid.uuid4().hex[:8]}"
+    printed = [finish(worker(tmp_path, data_dir, url, name, 2))]
+    p = worker(tmp_path, data_dir, url, name, 20, "--pruner", "none")
+    deadline = time.time() + 300
+    while time.time() < deadline and not [
+            t for t in optuna.load_study(study_name=name, storage=pg_url).trials[2:]
+            if t.state == TrialState.RUNNING and t.intermediate_values]:
+        time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)
+    printed.append(p.communicate(timeout=120)[0])
+    assert p.returncode != 0 and "Resume with" in printed[-1], printed[-1][-2000:]
+    fin = subprocess.run([sys.executable, "run_search.py", "finalize", "--storage", url,
+                          "--study-name", name, "--data-dir", str(data_dir), "--results-dir",
+                          str(tmp_path / "res")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert fin.returncode == 0, fin.stderr[-3000:]
+    printed += [fin.stdout, fin.stderr]
+    assert "***" in "".join(printed)  # the masked URL was printed, so the check below means much
+    for text in printed:
+        assert secret not in text
+    files = [f for f in (tmp_path / "res").rglob("*") if f.is_file()]
+    assert len(files) > 20
+    assert [f for f in files if secret.encode() in f.read_bytes()] == []
+    storage = optuna.storages.RDBStorage(pg_url)
+    study_id = storage.get_study_id_from_name(name)
+    trials = storage.get_all_trials(study_id)
+    attrs = [storage.get_study_user_attrs(study_id), storage.get_study_system_attrs(study_id),
+             *(t.user_attrs for t in trials), *(t.system_attrs for t in trials)]
+    assert secret not in repr(attrs)
+
+
+def test_two_finalizes_at_once_leave_one_consistent_set(tmp_path, data_dir):
+    storage = default_storage(tmp_path / "res")
+    finish(worker(tmp_path, data_dir, storage, "f", 2))
+    cmd = [sys.executable, "run_search.py", "finalize", "--study-name", "f", "--data-dir",
+           str(data_dir), "--results-dir", str(tmp_path / "res")]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    for p in procs:
+        finish(p)
+    study_dir = tmp_path / "res" / "f"
+    runs = sorted(p.name for p in (study_dir / "final").iterdir())
+    assert len(runs) == 2  # each wrote its own folder ...
+    current = (study_dir / "best").resolve()
+    assert current.name in runs  # ... and one of them is what every top-level name shows
+    for f in ("best_config.yaml", "best_model.keras", "test_metrics.json", "classes.json",
+              "misclassified.npz", "best_model_savedmodel"):
+        assert (study_dir / f).resolve().parent == current, f
+    import json
+
+    metrics = json.loads((study_dir / "test_metrics.json").read_text())
+    assert metrics["final_run"] == current.name
+    assert (study_dir / "best_config.yaml").read_text().startswith("seed:")
+    assert not [p for p in study_dir.rglob(".*.tmp*")]  # no temporary file left behind
