@@ -55,6 +55,15 @@ def huge_png(path):  # a header of 7000×7000 px: over the 40-megapixel limit be
     Image.new("1", (7000, 7000)).save(path)
 
 
+def tiny_model(path):
+    import keras
+
+    path.parent.mkdir(parents=True)
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(10, activation="softmax")]).save(path)
+    return path
+
+
 def setup_files(tmp):
     """Everything the table's cases point at, made once; returns {name: path}."""
     f = {}
@@ -77,6 +86,8 @@ def setup_files(tmp):
     f["zip_keras"] = tmp / "wrong.keras"  # a real zip of the wrong kind
     with zipfile.ZipFile(f["zip_keras"], "w") as z:
         z.writestr("hello.txt", "not a Keras model")
+    f["model"] = tiny_model(tmp / "m" / "model.keras")
+    (tmp / "m" / "classes.json").write_text('{"not": "a list"')
     f["image"] = tmp / "cat.png"
     Image.fromarray(tiny_source(10, 10).x_train[0]).save(f["image"])
     f["data"] = write_tiny_folders(tmp / "good", 40, 20)
@@ -133,6 +144,7 @@ CASES = [
     ("evaluate-model-garbage", ["evaluate", "--model", "{garbage_keras}"], "could not be loaded"),
     ("predict-model-wrong-zip", ["predict", "--model", "{zip_keras}", "{image}"],
      "could not be loaded"),
+    ("predict-bad-classes-json", ["predict", "--model", "{model}", "{image}"], "classes.json"),
     ("bench-data-missing", ["bench", "--data-dir", "{tmp}/nodata", "--weights", "none"],
      "does not exist"),
     ("compare-zero-budget", ["compare", "--budget", "0"], "--budget"),

@@ -153,14 +153,17 @@ def test_dashboard_serves_the_study_over_http(searched):
 
 
 @pytest.mark.slow
-def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(tmp_path):
+def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(tmp_path, capsys):
+    """Both trials run (the study goes on after the first diverges); a search in which nothing
+    completed then exits 1 with the reason."""
     write_tiny_folders(tmp_path / "data")
     space = tmp_path / "nan.yaml"
     space.write_text(
         f"base_config: {ROOT / 'configs' / 'seed.yaml'}\n"
         "fixed: {head_epochs: 1, unfreeze_depth: 0, stage_lrs: [], batch_size: 32}\n"
         "params:\n  head_lr: {type: float, low: 1.0e+30, high: 1.0e+32, log: true}\n")
-    assert main(["search", "--trials", "2", "--no-final", *common(tmp_path, str(space))]) == 0
+    assert main(["search", "--trials", "2", "--no-final", *common(tmp_path, str(space))]) == 1
+    assert "without a completed trial; the most common reason (2x): diverged" in capsys.readouterr().err
     trials = load(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
     assert all(t.user_attrs["failure"].startswith("diverged: loss became non-finite")
@@ -311,3 +314,22 @@ def test_the_saved_model_loads_and_predicts_without_this_package(searched, tmp_p
     np.testing.assert_allclose(p, want, atol=1e-5, rtol=0)
     assert (q.argmax(1) == want.argmax(1)).all()
     assert len(set(want.argmax(1))) > 1  # a model that predicts more than one class
+
+
+def test_a_search_whose_trials_all_fail_stops_and_exits_1_with_the_reason(tmp_path, capsys,
+                                                                           monkeypatch):
+    import search.tuning.objective as objective
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(objective, "train", broken)
+    write_tiny_folders(tmp_path / "data", 40, 20)
+    argv = ["search", "--trials", "10", "--max-failures", "3", "--no-isolate", *common(tmp_path),
+            "--train-samples", "40", "--val-samples", "10"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "the last 3 trials failed (--max-failures 3)" in out
+    assert err.strip() == ("error: all 3 trials of this search failed; the most common reason (3x): "
+                           "RuntimeError: the GPU caught fire")
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.FAIL] * 3
