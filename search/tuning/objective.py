@@ -25,6 +25,7 @@ from search.files import write_atomic
 from search.recipe.data import Data
 from search.recipe.run_dir import write_history, write_start
 from search.recipe.train import train
+from search.secrets import mask_url
 from search.tuning.optuna_space import suggest
 from search.tuning.records import artifact_dir, stage_attrs, trial_dir
 from search.tuning.space import Space
@@ -60,7 +61,7 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
     try:
         import optuna_dashboard
 
-        optuna_dashboard.save_note(trial, "\n".join(lines))
+        optuna_dashboard.save_note(trial, mask_url("\n".join(lines)))  # errors may quote a URL
     except Exception as e:  # a note must never fail a trial
         print(f"  (note not saved: {type(e).__name__}: {e})")
 
@@ -108,7 +109,7 @@ class Objective:
                  "trials at the same epoch", epochs=len(epochs.rows))
             raise
         except Exception as e:
-            trial.set_user_attr("failure", f"{type(e).__name__}: {e}"[:1000])
+            trial.set_user_attr("failure", mask_url(f"{type(e).__name__}: {e}")[:1000])
             self._record_partial(trial, epochs, run_dir)
             note(trial, f"**failed**: {type(e).__name__}: {e}"[:1000], epochs=len(epochs.rows))
             raise

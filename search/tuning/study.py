@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import SearchFailed, UserError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
+from search.secrets import MASK
 from search.tuning.optuna_space import all_distributions
 from search.tuning.retrain import finalize_config
 from search.tuning.space import Space
@@ -204,9 +205,12 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
                        show_progress_bar=sys.stderr.isatty())
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        masked = any(MASK in a for a in resume_cmd)
         print(f"\ninterrupted after {time.time() - t0:.0f}s: the running trial is marked FAIL, "
               f"{done} completed trials are kept in the study. Resume with:\n  "
-              f"{shlex.join(resume_cmd)}", file=sys.stderr)
+              f"{shlex.join(resume_cmd)}" + ("\n(the storage password is masked: give it through "
+                                            "PGPASSWORD or SEARCH_STORAGE)" if masked else ""),
+              file=sys.stderr)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
