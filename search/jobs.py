@@ -153,7 +153,7 @@ def data_identity(source) -> dict:
             "fingerprint": source.fingerprint()}
 
 
-def _load_data(opts: RunOptions, config):
+def load_data(opts: RunOptions, config):
     from search.recipe.data import load_source, make_data
 
     source = load_source(opts.data_dir)
@@ -180,7 +180,7 @@ def run_search(opts: SearchOptions) -> SearchOutcome:
     t0 = time.time()
     space = load_space(opts.space).with_base(**opts.overrides())  # validated before any storage
     check_weights(space.base.weights)
-    source, data = _load_data(opts, space.base)
+    source, data = load_data(opts, space.base)
     if opts.backend == "keras-tuner":
         return _search_keras_tuner(opts, space, data, t0)
     return _search_optuna(opts, space, source, data, t0)
@@ -284,7 +284,7 @@ def finalize_study(opts: SearchOptions) -> dict:
     _, config = best_config(study)
     config = config.replace(**opts.overrides())
     check_weights(config.weights)
-    source, data = _load_data(opts, config)
+    source, data = load_data(opts, config)
     check_data(study, data_identity(source))
     depth = int(study.user_attrs.get("cache_depth", config.unfreeze_depth))
     out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,

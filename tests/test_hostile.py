@@ -148,6 +148,7 @@ CASES = [
     ("bench-data-missing", ["bench", "--data-dir", "{tmp}/nodata", "--weights", "none"],
      "does not exist"),
     ("compare-zero-budget", ["compare", "--budget", "0"], "--budget"),
+    ("quality-unknown-setting", ["quality", "--settings", "hyperband,nope"], "unknown setting"),
 ]
 
 

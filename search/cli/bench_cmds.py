@@ -1,5 +1,6 @@
-"""Benchmark commands: `bench` (the cache against the live pipeline, and a full study's wall time)
-and `compare` (Optuna against KerasTuner at an equal epoch budget)."""
+"""Benchmark commands: `bench` (the cache against the live pipeline, and a full study's wall time),
+`compare` (Optuna against KerasTuner at an equal epoch budget) and `quality` (search settings at
+equal wall time, each best retrained and tested beside the seed recipe)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,38 @@ def add_parsers(sub) -> None:
     p.add_argument("--retrain-seeds", type=int, default=1,
                    help="seeds of each best config's retrain (default 1)")
     add_data_flags(p)
+    add_quality_parser(sub)
+
+
+def add_quality_parser(sub) -> None:
+    from search.bench.quality import SETTINGS
+
+    p = sub.add_parser("quality", help="search quality at equal wall time: settings x repeats, "
+                       "each best retrained and tested beside the seed recipe")
+    p.add_argument("--settings", default="hyperband,median",
+                   help=f"comma-separated, of: {', '.join(SETTINGS)} (default hyperband,median)")
+    p.add_argument("--repeats", type=int, default=2, help="runs per setting (sampler seeds 0..R-1)")
+    p.add_argument("--minutes", type=float, default=12, help="wall time of each run (default 12)")
+    p.add_argument("--retrain-seeds", type=int, default=3,
+                   help="seeds each best (and the seed recipe) is retrained on (default 3)")
+    p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
+    p.add_argument("--no-isolate", action="store_true", help="train trials in this process")
+    add_data_flags(p)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from search.bench.quality import SETTINGS, bench_quality
+    from search.errors import UserError
+
+    names = [n.strip() for n in args.settings.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise UserError(f"unknown setting '{unknown[0]}'; use some of {', '.join(SETTINGS)}.")
+    q = bench_quality(SearchOptions.from_namespace(args), [SETTINGS[n] for n in names],
+                      args.repeats, args.minutes, args.retrain_seeds)
+    print(f"\nequal wall time of {args.minutes:g} min per run:\n"
+          f"{q.table().to_string(index=False, float_format=lambda v: f'{v:.4f}')}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -55,4 +88,4 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"bench": cmd_bench, "compare": cmd_compare}
+HANDLERS = {"bench": cmd_bench, "compare": cmd_compare, "quality": cmd_quality}

@@ -22,7 +22,6 @@ from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.secrets import MASK
 from search.tuning.optuna_space import all_distributions
-from search.tuning.retrain import finalize_config
 from search.tuning.space import Space
 from search.tuning.storage import open_storage, safe_url
 
@@ -249,6 +248,8 @@ def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainCon
 def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
              baseline: bool = False, log=print, stages=None) -> dict:
     """The Optuna study's best trial: retrained, tested, written (see finalize_config)."""
+    from search.tuning.retrain import finalize_config  # TensorFlow: loaded when used
+
     best, config = best_config(study)
     seed_trial = next((t for t in study.get_trials(deepcopy=False)
                        if t.user_attrs.get("seed_recipe")), None)

@@ -1,0 +1,180 @@
+"""Search quality at equal wall time: several search settings, each repeated with other sampler
+seeds, on one split and one frozen-part cache, so that only the search differs.
+
+For every setting and repeat a search runs for `minutes` (no new trial after that) without its
+own final step; its best config is then retrained on the same seeds and tested, and so is the
+seed recipe. Returns the best-so-far validation accuracy against minutes of every run, and the
+table of best validation and test accuracy per setting (mean and spread over repeats) next to the
+seed recipe; writes quality.csv, quality.png and runs.json under <results-dir>/quality/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from search.errors import SearchFailed, UserError
+from search.files import atomic_path, write_atomic, write_json
+from search.jobs import SearchOptions, load_data, run_search
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    space: str | None = None  # None: the options' space
+
+
+SETTINGS = {s.name: s for s in (
+    Setting("hyperband"), Setting("median", pruner="median"), Setting("sha", pruner="sha"),
+    Setting("tpe-none", pruner="none"), Setting("random-none", sampler="random", pruner="none"))}
+
+
+@dataclass
+class Run:
+    setting: str
+    repeat: int
+    curve: list[tuple[float, float]]  # (minutes since the run's first trial, best val so far)
+    trials: int
+    completed: int
+    best_value: float | None
+    best_trial: int | None
+    test: list[float] = field(default_factory=list)  # test accuracy per retrain seed
+
+
+@dataclass
+class Quality:
+    runs: list[Run]
+    baseline_test: list[float]  # the seed recipe, retrained on the same seeds
+    minutes: float
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        base = np.mean(self.baseline_test) if self.baseline_test else np.nan
+        for name in dict.fromkeys(r.setting for r in self.runs):
+            runs = [r for r in self.runs if r.setting == name]
+            val = [r.best_value for r in runs if r.best_value is not None]
+            test = [np.mean(r.test) for r in runs if r.test]
+            rows.append({"setting": name, "repeats": len(runs),
+                         "trials": np.mean([r.trials for r in runs]),
+                         "completed": np.mean([r.completed for r in runs]),
+                         "best_val_mean": _mean(val), "best_val_spread": _spread(val),
+                         "test_mean": _mean(test), "test_spread": _spread(test),
+                         "test_gain_over_seed_recipe": _mean(test) - base})
+        rows.append({"setting": "seed recipe", "repeats": len(self.baseline_test),
+                     "test_mean": base, "test_spread": _spread(self.baseline_test)})
+        return pd.DataFrame(rows)
+
+
+def _mean(v) -> float:
+    return float(np.mean(v)) if len(v) else float("nan")
+
+
+def _spread(v) -> float:
+    return float(np.max(v) - np.min(v)) if len(v) else float("nan")
+
+
+def bench_quality(opts: SearchOptions, settings: list[Setting], repeats: int, minutes: float,
+                  retrain_seeds: int = 3, log=print) -> Quality:
+    from search.cache.features import cached_stages
+    from search.tuning.retrain import retrain
+    from search.tuning.space import load_space
+    from search.tuning.storage import open_study
+    from search.tuning.study import best_config
+
+    if repeats < 1 or minutes <= 0 or retrain_seeds < 1 or not settings:
+        raise UserError("quality needs --repeats and --retrain-seeds of at least 1, --minutes "
+                        "above 0 and at least one setting.")
+    root = Path(opts.results_dir) / "quality"
+    common = dataclasses.replace(opts, cache_dir=opts.cache_dir or str(root / "cache"),
+                                 trials=100_000, timeout=minutes * 60, no_final=True, storage=None)
+    space = load_space(opts.space).with_base(**opts.overrides())
+    _, data = load_data(opts, space.base)
+    cache = common.make_cache()
+    runs: list[Run] = []
+    for s in settings:
+        for r in range(repeats):
+            run = dataclasses.replace(common, results_dir=str(root / s.name), study_name=f"r{r}",
+                                      sampler=s.sampler, pruner=s.pruner, sampler_seed=r,
+                                      space=s.space or opts.space)
+            log(f"\n== {s.name}, repeat {r + 1}/{repeats}: {minutes:g} min")
+            try:
+                run_search(run)
+            except SearchFailed as e:  # nothing completed in the budget: a result too
+                log(f"   {e}")
+            study = open_study(run.study_name, run.storage_url())
+            runs.append(_run_of(study, s.name, r))
+            if runs[-1].best_value is not None:
+                _, config = best_config(study)
+                res = retrain(config, data, retrain_seeds, root / s.name / f"r{r}-retrain",
+                              "best", lambda *_: None, cached_stages(cache, space.max_depth()))
+                runs[-1].test = res["test_accuracy"]
+    base = retrain(space.base, data, retrain_seeds, root / "seed_recipe", "seed_recipe",
+                   lambda *_: None, cached_stages(cache, space.max_depth()))
+    out = Quality(runs, base["test_accuracy"], minutes)
+    write_atomic(root / "quality.csv", out.table().to_csv(index=False))
+    write_json(root / "runs.json", {"minutes": minutes, "baseline_test": out.baseline_test,
+                                    "runs": [dataclasses.asdict(r) for r in runs]})
+    plot(out, root / "quality.png")
+    return out
+
+
+def _run_of(study, setting: str, repeat: int) -> Run:
+    from optuna.trial import TrialState
+
+    trials = sorted((t for t in study.trials if t.datetime_complete),
+                    key=lambda t: t.datetime_complete)
+    start = min((t.datetime_start for t in trials), default=None)
+    curve, best = [], -np.inf
+    for t in trials:
+        if t.state == TrialState.COMPLETE and t.value > best:
+            best = t.value
+        if np.isfinite(best):
+            curve.append(((t.datetime_complete - start).total_seconds() / 60, float(best)))
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    top = max(done, key=lambda t: t.value) if done else None
+    return Run(setting, repeat, curve, len(trials), len(done), top and top.value,
+               top and top.number)
+
+
+def plot(q: Quality, path: Path) -> Path:
+    """Best-so-far val accuracy against minutes: mean over repeats, band from min to max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0, max([q.minutes] + [r.curve[-1][0] for r in q.runs if r.curve]), 200)
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=100)
+    for name in dict.fromkeys(r.setting for r in q.runs):
+        ys = np.array([_step(r.curve, grid) for r in q.runs if r.setting == name])
+        with warnings.catch_warnings():  # all-NaN columns: before any run of it has a result
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(ys, axis=0), np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
+        ax.plot(grid, mean, lw=2, label=name)
+        ax.fill_between(grid, low, high, alpha=0.2)
+    ax.axvline(q.minutes, color="grey", ls="--", lw=1, label="budget (no new trial after)")
+    ax.set_xlabel("minutes since the first trial started")
+    ax.set_ylabel("best val accuracy so far (line: mean over repeats; band: min to max)")
+    ax.set_title(f"Search quality at equal wall time ({len(q.runs)} runs)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return path
+
+
+def _step(curve: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
+    """The best-so-far curve as a step function on the grid (NaN before its first result)."""
+    out = np.full(len(grid), np.nan)
+    for minute, best in curve:
+        out[grid >= minute] = best
+    return out
