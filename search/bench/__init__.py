@@ -1,3 +1,5 @@
 """Benchmarks that print figures (tables live in docs/benchmarks.md): cache_speed.py (the cache
 against the live pipeline, a full study's wall time), compare.py (Optuna against KerasTuner at an
-equal epoch budget), memory.py (resident memory across trials: python -m search.bench.memory)."""
+equal epoch budget), quality.py (search settings at equal wall time, each best retrained and
+tested beside the seed recipe), memory.py (resident memory across trials: python -m
+search.bench.memory)."""
