@@ -39,6 +39,16 @@ def write_atomic(path: str | Path, text: str | bytes) -> None:
             tmp.write_text(text)
 
 
+def save_figure(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """A matplotlib figure written atomically, then closed (its memory released)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **savefig_kwargs)
+    plt.close(fig)
+    return Path(path)
+
+
 def write_json(path: str | Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 

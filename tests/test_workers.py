@@ -170,12 +170,14 @@ def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_d
     secret = f"pw{uuid.uuid4().hex[:10]}"
     url, name = with_password(pg_url, secret), f"s-{uuid.uuid4().hex[:8]}"
     printed = [finish(worker(tmp_path, data_dir, url, name, 2))]
-    p = worker(tmp_path, data_dir, url, name, 20, "--pruner", "none")
+    storage = optuna.storages.RDBStorage(pg_url)  # one engine: a poll takes milliseconds
+    study_id = storage.get_study_id_from_name(name)
+    p = worker(tmp_path, data_dir, url, name, 100, "--pruner", "none")
     deadline = time.time() + 300
-    while time.time() < deadline and not [
-            t for t in optuna.load_study(study_name=name, storage=pg_url).trials[2:]
-            if t.state == TrialState.RUNNING and t.intermediate_values]:
-        time.sleep(0.3)
+    while time.time() < deadline and p.poll() is None and not [  # a trial of this run is running
+            t for t in storage.get_all_trials(study_id, states=(TrialState.RUNNING,))
+            if t.number >= 2]:
+        time.sleep(0.1)
     os.killpg(p.pid, signal.SIGINT)
     printed.append(p.communicate(timeout=120)[0])
     assert p.returncode != 0 and "Resume with" in printed[-1], printed[-1][-2000:]
@@ -191,8 +193,6 @@ def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_d
     files = [f for f in (tmp_path / "res").rglob("*") if f.is_file()]
     assert len(files) > 20
     assert [f for f in files if secret.encode() in f.read_bytes()] == []
-    storage = optuna.storages.RDBStorage(pg_url)
-    study_id = storage.get_study_id_from_name(name)
     trials = storage.get_all_trials(study_id)
     attrs = [storage.get_study_user_attrs(study_id), storage.get_study_system_attrs(study_id),
              *(t.user_attrs for t in trials), *(t.system_attrs for t in trials)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from search.errors import UserError
-from search.files import atomic_path, write_atomic
+from search.files import save_figure, write_atomic
 from search.jobs import SearchOptions, run_search
 
 SETTINGS = {"optuna": {"backend": "optuna", "sampler": "tpe", "pruner": "median"},
@@ -64,7 +64,4 @@ def plot(curves: dict[str, pd.DataFrame], path: Path, budget: int) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from search.errors import SearchFailed, UserError
-from search.files import atomic_path, write_atomic, write_json
+from search.files import save_figure, write_atomic, write_json
 from search.jobs import SearchOptions, load_data, run_search
 
 
@@ -171,10 +171,7 @@ def plot(q: Quality, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _step(curve: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.files import atomic_path, write_atomic, write_json
+from search.files import atomic_path, save_figure, write_atomic, write_json
 from search.recipe.config import TrainConfig
 from search.secrets import redact_argv
 
@@ -108,6 +108,4 @@ def plot_curves(history, path: Path, title: str = "Learning curves") -> None:
     axes[1].set_title("Loss")
     fig.suptitle(f"{title} (dashed: a stage starts; label: base layers open)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -19,7 +19,7 @@ import optuna.visualization.matplotlib as ovm  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from search.files import atomic_path  # noqa: E402
+from search.files import save_figure  # noqa: E402
 
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
@@ -38,11 +38,7 @@ def _save(fig, name: str, out: Path, tight: bool = True) -> Path:
     fig.set_size_inches(*SIZES[name])
     if tight:  # not on Optuna's figures: their colorbars are placed for their own layout
         fig.tight_layout()
-    path = out / f"{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / f"{name}.png", dpi=DPI)
 
 
 def _fig_of(ax):
