@@ -197,15 +197,16 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.tuning.study import check_outcome, create_or_resume, finalize, run
 
     url = opts.storage_url()
+    ident = data_identity(source)  # hashes every image: once
     shared = is_server(url) or url.startswith("journal:")  # workers may start together
     study, resumed = create_or_resume(
         opts.study_name, url, space, opts.sampler, opts.pruner,
         space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
-        heartbeat=default_heartbeat(url, opts.heartbeat), data=data_identity(source),
+        heartbeat=default_heartbeat(url, opts.heartbeat), data=ident,
         salt=shared and opts.sampler_seed is None)
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
-    write_json(study_dir / "data.json", {**data_identity(source), "train": len(data.x_train),
+    write_json(study_dir / "data.json", {**ident, "train": len(data.x_train),
                                          "val": len(data.x_val), "test": len(data.x_test)})
     n_before = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     print(f"{'resuming' if resumed else 'new'} study '{opts.study_name}' ({n_before} finished trials)"
