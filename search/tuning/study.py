@@ -179,20 +179,19 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     max_failures, none once that many trials in a row failed. Returns this call's trials."""
     from tqdm import tqdm
 
-    used, mine = [0], []
+    used, streak, mine = [0], [0], []
 
     def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
         mine.append(t)
+        streak[0] = streak[0] + 1 if t.state == TrialState.FAIL else 0
         done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None))
         used[0] += int(t.user_attrs.get("epochs", 0))
         if epoch_budget is not None and used[0] >= epoch_budget:
             tqdm.write(f"epoch budget spent: {used[0]} epochs >= {epoch_budget}")
             st.stop()
-        streak = len(mine) - next((i + 1 for i, x in reversed(list(enumerate(mine)))
-                                   if x.state != TrialState.FAIL), 0)
-        if max_failures and streak >= max_failures:
-            tqdm.write(f"stopping: the last {streak} trials failed (--max-failures {max_failures})")
+        if max_failures and streak[0] >= max_failures:
+            tqdm.write(f"stopping: the last {streak[0]} trials failed (--max-failures {max_failures})")
             st.stop()
 
     previous = signal.getsignal(signal.SIGTERM)
