@@ -77,7 +77,7 @@ class SearchOptions(RunOptions):
     epoch_budget: int | None = None
     space: str | None = None  # default spaces/default.yaml
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    pruner: str = "stage"
     backend: str = "optuna"
     tuner: str = "hyperband"
     heartbeat: int | None = None
@@ -194,7 +194,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.report.page import make_report, trials_table
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
-    from search.tuning.study import check_outcome, create_or_resume, finalize, run
+    from search.tuning.study import check_outcome, create_or_resume, finalize, report_unit, run
 
     url = opts.storage_url()
     ident = data_identity(source)  # hashes every image: once
@@ -219,7 +219,8 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
     objective = Objective(space, data, study_dir, verbose=opts.verbose, cache=cache,
-                          isolate=not opts.no_isolate, worker_trials=opts.worker_trials)
+                          isolate=not opts.no_isolate, worker_trials=opts.worker_trials,
+                          report=report_unit(opts.pruner))
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
                opts.max_failures)

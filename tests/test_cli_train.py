@@ -3,13 +3,12 @@
 import json
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SHARED_DATA, SHARED_WEIGHTS
+from conftest import ROOT, SHARED_WEIGHTS
 from helpers import tiny_source, write_tiny_folders
 from search.cli import main
 from search.recipe.config import TrainConfig
@@ -70,16 +69,6 @@ def test_malformed_config_exits_2_naming_the_key(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("dropout: 0.5\nlearning_rate: 0.1\n")
     assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
     assert "unknown config key 'learning_rate'" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="session")
-def shared_images(tmp_path_factory):
-    if not SHARED_DATA.is_file() or not SHARED_WEIGHTS.is_file():
-        pytest.skip("../shared data or weights absent")
-    out = tmp_path_factory.mktemp("shared")
-    with tarfile.open(SHARED_DATA) as tar:
-        tar.extractall(out, filter="data")
-    return out / "cifar10-jpeg"
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def test_every_shipped_space_loads_and_holds_the_seed_recipe(path):
 
 
 def test_fixed_trial_gives_the_expected_config_with_conditional_stage_lrs():
-    space = load_space(SPACES_DIR / "default.yaml")
+    space = load_space(SPACES_DIR / "conv5.yaml")
     params = {"head_lr": 3e-3, "unfreeze_depth": 10, "stage_lr_1": 2e-4, "stage_lr_2": 7e-6,
               "dropout": 0.3, "head_width": 512, "label_smoothing": 0.05}
     values = suggest(optuna.trial.FixedTrial(params), space)
@@ -31,6 +31,27 @@ def test_fixed_trial_gives_the_expected_config_with_conditional_stage_lrs():
     assert not any(k.startswith("stage_lr") for k in head_only)
     assert space.to_config(head_only).stage_lrs == ()
     assert set(all_distributions(space)) >= set(params)
+
+
+def test_the_default_space_searches_the_layers_per_stage_and_the_number_of_stages():
+    space = load_space(SPACES_DIR / "default.yaml")
+    assert (space.max_stages(), space.max_depth()) == (4, 120)  # 4 stages of 30: into conv3
+    assert space.max_epochs() == space.base.head_epochs + 6 * 4
+    params = {"head_lr": 3e-3, "unfreeze_step": 30, "unfreeze_stages": 3, "stage_lr_1": 5e-4,
+              "stage_lr_2": 3e-4, "stage_lr_3": 2e-4, "finetune_epochs": 6, "dropout": 0.3,
+              "head_width": 512, "label_smoothing": 0.05}
+    values = suggest(optuna.trial.FixedTrial(params), space)
+    assert values == params  # exactly the three stage LRs that 3 stages need
+    cfg = space.to_config(values)
+    assert (cfg.unfreeze_step, cfg.unfreeze_depth, cfg.n_stages) == (30, 90, 3)
+    assert cfg.stage_depths() == [0, 30, 60, 90]
+    assert (cfg.stage_lrs, cfg.finetune_epochs) == ((5e-4, 3e-4, 2e-4), 6)
+    seed = space.seed_values()  # the seed recipe: 4 stages of 5 layers
+    assert (seed["unfreeze_step"], seed["unfreeze_stages"]) == (5, 4)
+    assert set(all_distributions(space)) == set(params) | {"stage_lr_4"}
+    head_only = suggest(optuna.trial.FixedTrial({**params, "unfreeze_stages": 0}), space)
+    assert space.to_config(head_only).unfreeze_depth == 0
+    assert not any(k.startswith("stage_lr") for k in head_only)
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -53,6 +74,17 @@ def write(tmp_path: Path, body: str) -> Path:
     ("params:\n  unfreeze_depth: {type: int, low: 0, high: 20, step: 3}\n"
      "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n",
      "'unfreeze_depth'"),
+    ("params:\n  unfreeze_stages: {type: int, low: 0, high: 3}\n"
+     "  unfreeze_depth: {type: int, low: 0, high: 20, step: 5}\n"
+     "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n",
+     "keep one"),
+    ("params:\n  unfreeze_step: {type: categorical, choices: [5, 10]}\n"
+     "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n",
+     "'unfreeze_stages'"),
+    ("params:\n  unfreeze_stages: {type: int, low: -1, high: 3}\n"
+     "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n",
+     "'unfreeze_stages'"),
+    ("params:\n  unfreeze_stages: {type: int, low: 0, high: 3}\n", "stage_lr"),
     ("paramz:\n  dropout: {type: float, low: 0.0, high: 0.5}\n", "'paramz'"),
     ("params: {}\n", "'params'"),
     ("fixed: {head_epoch: 3}\nparams:\n  dropout: {type: float, low: 0.0, high: 0.5}\n",

@@ -212,21 +212,52 @@ def test_export_without_any_storage_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "res").exists()
 
 
+STAGED = """base_config: {seed}
+fixed: {{head_epochs: 2, finetune_epochs: 1, unfreeze_depth: 10, stage_lrs: [1.0e-4, 5.0e-5],
+        batch_size: 32}}
+params:
+  head_lr:         {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
+  unfreeze_stages: {{type: int, low: 0, high: 2}}
+  stage_lr:        {{type: float, low: 1.0e-5, high: 1.0e-2, log: true, per_stage: true}}
+"""
+
+
 @pytest.mark.slow
-def test_isolated_and_in_process_trials_give_identical_results(tmp_path):
-    """Two trials each in this process and in one reused worker process give the same values,
-    epoch by epoch (the worker's second trial inherits nothing from its first)."""
+def test_stage_pruning_acts_at_stage_ends_alike_in_a_worker_and_in_process(tmp_path):
+    """The stage pruner sees the best val accuracy so far at the end of every stage but the
+    last (step = stage index), prunes below the median there, and a reused worker process gives
+    what this process gives, value for value (its later trials inherit nothing)."""
+    from search.tuning.study import make_pruner
+
     write_tiny_folders(tmp_path / "data")
+    space = tmp_path / "staged.yaml"
+    space.write_text(STAGED.format(seed=ROOT / "configs" / "seed.yaml"))
     runs = {}
     for flag, name in ((["--no-isolate"], "inproc"), ([], "worker")):
-        argv = ["search", "--trials", "2", "--no-final", "--study-name", name, "--pruner", "none",
-                "--sampler", "random", *flag]
-        assert main([*argv, *common(tmp_path)]) == 0
-        runs[name] = [(t.state, t.params, t.value, t.intermediate_values,
-                       t.user_attrs["stage_best_val"]) for t in load(tmp_path, name).trials]
-    assert len(runs["inproc"]) == 2 and all(r[0] == TrialState.COMPLETE for r in runs["inproc"])
-    assert runs["inproc"][0][1] != runs["inproc"][1][1]  # two different configs
+        argv = ["search", "--trials", "7", "--no-final", "--study-name", name, "--pruner", "stage",
+                "--sampler", "random", "--sampler-seed", "1", *flag]  # seed 1: trial 5 is pruned
+        assert main([*argv, *common(tmp_path, str(space))]) == 0
+        runs[name] = [(t.state, t.params, t.value, t.intermediate_values)
+                       for t in load(tmp_path, name).trials]
     assert runs["worker"] == runs["inproc"]
+    trials = load(tmp_path, "worker").trials
+    states = [t.state for t in trials]
+    assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 4
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        if t.state == TrialState.COMPLETE:
+            n = t.params["unfreeze_stages"]
+            assert steps == list(range(n))  # every stage end but the last
+            best = np.maximum.accumulate(t.user_attrs["stage_best_val"]).tolist()
+            assert [t.intermediate_values[s] for s in steps] == best[:n]
+            assert t.value == best[-1]
+        else:  # pruned where the median rule says, never after the head stage alone
+            assert t.state == TrialState.PRUNED and steps[-1] >= 1
+            before = [u for u in trials if u.number < t.number]
+            study = optuna.create_study(direction="maximize")
+            study.add_trials(before + [t])
+            frozen = study.trials[-1]
+            assert make_pruner("stage", 0).prune(study, frozen)
 
 
 @pytest.mark.slow

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -60,3 +61,29 @@ def test_divergence_raises_a_training_error(data):
     cfg = CFG.replace(head_lr=1e32, unfreeze_depth=0, stage_lrs=(), head_epochs=1)
     with pytest.raises(DivergedError, match="non-finite"):
         train(cfg, data, log=lambda *_: None)
+
+
+
+class StageEnds(keras.callbacks.Callback):
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.seen, self.stop_after = [], stop_after
+
+    def on_stage_end(self, stage, best):
+        self.seen.append((stage, best))
+        if stage == self.stop_after:
+            raise KeyboardInterrupt  # any exception ends training there
+
+
+def test_stage_end_hooks_get_the_best_so_far_after_every_stage_but_the_last(data):
+    cfg = CFG.replace(unfreeze_depth=10, stage_lrs=(1e-4, 5e-5), finetune_epochs=1)
+    hook = StageEnds()
+    res = train(cfg, data, callbacks=[hook], log=lambda *_: None)
+    best = np.maximum.accumulate([s.best_val_accuracy for s in res.stages])
+    assert [s for s, _ in hook.seen] == [0, 1]  # not after the last stage: that is the result
+    assert [b for _, b in hook.seen] == best[:2].tolist()
+
+    stopper = StageEnds(stop_after=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, callbacks=[stopper], log=lambda *_: None)
+    assert [s for s, _ in stopper.seen] == [0]

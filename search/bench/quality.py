@@ -32,8 +32,12 @@ class Setting:
     space: str | None = None  # None: the options' space
 
 
+CONV5 = str(Path(__file__).resolve().parents[2] / "spaces" / "conv5.yaml")
 SETTINGS = {s.name: s for s in (
+    Setting("stage", pruner="stage"),  # the default since #13
+    Setting("old-default", pruner="hyperband", space=CONV5),  # the default before #13
     Setting("hyperband"), Setting("median", pruner="median"), Setting("sha", pruner="sha"),
+    Setting("random-stage", sampler="random", pruner="stage"),
     Setting("tpe-none", pruner="none"), Setting("random-none", sampler="random", pruner="none"))}
 
 

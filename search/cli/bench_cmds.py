@@ -39,8 +39,8 @@ def add_quality_parser(sub) -> None:
 
     p = sub.add_parser("quality", help="search quality at equal wall time: settings x repeats, "
                        "each best retrained and tested beside the seed recipe")
-    p.add_argument("--settings", default="hyperband,median",
-                   help=f"comma-separated, of: {', '.join(SETTINGS)} (default hyperband,median)")
+    p.add_argument("--settings", default="stage,old-default,hyperband",
+                   help=f"comma-separated, of: {', '.join(SETTINGS)} (default stage,old-default,hyperband)")
     p.add_argument("--repeats", type=int, default=2, help="runs per setting (sampler seeds 0..R-1)")
     p.add_argument("--minutes", type=float, default=12, help="wall time of each run (default 12)")
     p.add_argument("--retrain-seeds", type=int, default=3,

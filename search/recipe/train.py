@@ -194,7 +194,10 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
     live-augmenting full model on images, or that stage's own suffix on its own cached boundary
     tensors. Every stage model shares its layers with `owner`.
     epoch_budget: train at most this many epochs in all, cutting the schedule short (a tuner's
-    resource, e.g. Hyperband's). optimizer(config, lr) makes each stage's optimizer."""
+    resource, e.g. Hyperband's). optimizer(config, lr) makes each stage's optimizer.
+    A callback with an `on_stage_end(stage, best_val_accuracy)` method is also told when each
+    stage but the last ends, with the best validation accuracy so far (a stage-aware pruner's
+    step); it may raise to stop training."""
     lrs = [config.head_lr, *config.stage_lrs]
     planned = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
     epochs = list(planned)  # what runs: the plan, unless the epoch budget cuts it
@@ -251,6 +254,10 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
             f"{secs:.1f}s ({secs / max(n_run, 1):.1f}s/epoch), best val_accuracy "
             f"{rec.best_val_accuracy:.4f}{' (early stop)' if rec.stopped_early else ''}")
         epoch += n_run
+        if k < len(depths) - 1:  # a point every trial of this depth plan passes, whatever stopped it
+            for cb in callbacks:
+                if hasattr(cb, "on_stage_end"):
+                    cb.on_stage_end(k, keep.best)
     keep.restore()
     return rows, stages, keep
 

@@ -47,7 +47,7 @@ def hyperparameters(space: Space) -> kt.HyperParameters:
         if not p.per_stage:
             _declare(hp, p.name, p)
     if space.stage_param is not None:
-        for name in space.stage_names(space.max_depth()):
+        for name in space.stage_names(space.max_stages()):
             _declare(hp, name, space.stage_param)
     return hp
 
@@ -55,8 +55,7 @@ def hyperparameters(space: Space) -> kt.HyperParameters:
 def values_of(hp: kt.HyperParameters, space: Space) -> dict:
     """The trial's values for this space, only the stage LRs its depth opens."""
     values = {p.name: hp.get(p.name) for p in space.params if not p.per_stage}
-    depth = values.get("unfreeze_depth", space.base.unfreeze_depth)
-    values.update({n: hp.get(n) for n in space.stage_names(depth)})
+    values.update({n: hp.get(n) for n in space.stage_names(space.stage_count(values))})
     return values
 
 

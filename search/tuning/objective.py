@@ -44,6 +44,27 @@ class EpochLog(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
 
 
+class StagePruning(keras.callbacks.Callback):
+    """Reports the best val accuracy so far at the end of every stage but the last (step = the
+    stage's index) and stops a trial the pruner prunes: trials are compared at the same point
+    of their recipe, which EarlyStopping cannot shift."""
+
+    def __init__(self, trial: optuna.Trial):
+        super().__init__()
+        self.trial = trial
+
+    def on_stage_end(self, stage: int, best: float) -> None:
+        if report_stage(self.trial, stage, best):
+            raise optuna.TrialPruned(f"pruned after stage {stage}")
+
+
+def report_stage(trial: optuna.Trial, stage: int, best: float) -> bool:
+    """Report stage `stage`'s best-so-far; True when the pruner prunes the trial there."""
+    if math.isfinite(best):
+        trial.report(best, step=stage)
+    return trial.should_prune()
+
+
 def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
          epochs: int | None = None) -> None:
     """An optuna-dashboard note on the trial (markdown): outcome, then a table of its stages."""
@@ -69,9 +90,14 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
 class Objective:
     def __init__(self, space: Space, data: Data, study_dir: Path, verbose: bool = False,
                  argv: list[str] | None = None, cache=None, isolate: bool = False,
-                 worker_trials: int | None = None):
+                 worker_trials: int | None = None, report: str = "epoch"):
         """isolate: train in a worker process (search.tuning.worker.Worker), replaced every
-        `worker_trials` trials (default 10 on the cache; 1 without, where a trial leaks more)."""
+        `worker_trials` trials (default 10 on the cache; 1 without, where a trial leaks more).
+        report: what the pruner sees, "epoch" (val accuracy at every epoch, step = global
+        epoch) or "stage" (best val accuracy at every stage end, step = stage index)."""
+        if report not in ("epoch", "stage"):
+            raise ValueError(f"report must be 'epoch' or 'stage', not {report!r}")
+        self.report = report
         self.space, self.data, self.study_dir = space, data, Path(study_dir)
         self.verbose, self.argv, self.cache = verbose, argv, cache
         self.worker = None
@@ -106,7 +132,7 @@ class Objective:
         except optuna.TrialPruned as e:
             self._record_partial(trial, epochs, run_dir)
             note(trial, f"**pruned** by the pruner ({e}): its val accuracy was behind earlier "
-                 "trials at the same epoch", epochs=len(epochs.rows))
+                 f"trials at the same {self.report}", epochs=len(epochs.rows))
             raise
         except Exception as e:
             trial.set_user_attr("failure", mask_url(f"{type(e).__name__}: {e}")[:1000])
@@ -145,7 +171,9 @@ class Objective:
         log = print if self.verbose else (lambda *_: None)
         before = self.cache.stats.copy() if self.cache is not None else None
         try:
-            result = train(config, self.data, callbacks=[epochs, KerasPruningCallback(trial, MONITOR)],
+            pruning = (StagePruning(trial) if self.report == "stage"
+                       else KerasPruningCallback(trial, MONITOR))
+            result = train(config, self.data, callbacks=[epochs, pruning],
                            log=log, stages=cached_stages(self.cache, self.space.max_depth()))
         finally:
             if self.cache is not None:
@@ -153,15 +181,24 @@ class Objective:
         return float(result.val_accuracy), result.history, [s.__dict__ for s in result.stages]
 
     def _in_child(self, trial: optuna.Trial, config, epochs: EpochLog):
+        where = {}
+
         def on_epoch(epoch: int, logs: dict) -> bool:
             epochs.on_epoch_end(epoch, logs)
+            if self.report != "epoch":
+                return False
+            where["at"] = f"at epoch {epoch}"
             if MONITOR in logs:
                 trial.report(logs[MONITOR], step=epoch)
             return trial.should_prune()
 
-        msg = self.worker.train(config, on_epoch)
+        def on_stage(stage: int, best: float) -> bool:
+            where["at"] = f"after stage {stage}"
+            return self.report == "stage" and report_stage(trial, stage, best)
+
+        msg = self.worker.train(config, on_epoch, on_stage)
         if msg[0] == "stopped":
-            raise optuna.TrialPruned(f"pruned at epoch {epochs.rows[-1]['epoch']}")
+            raise optuna.TrialPruned(f"pruned {where.get('at', '')}")
         _, value, history, stages, cache_summary = msg
         if cache_summary is not None:
             trial.set_user_attr("cache", cache_summary)

@@ -32,12 +32,11 @@ def suggest_one(trial: optuna.Trial, name: str, p: Param) -> Any:
 
 
 def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
-    """Define-by-run: the per-stage LRs exist only for the stages this trial's depth opens."""
+    """Define-by-run: the per-stage LRs exist only for the stages this trial runs."""
     values = {p.name: suggest_one(trial, p.name, p) for p in space.params if not p.per_stage}
     sp = space.stage_param
     if sp is not None:
-        depth = values.get("unfreeze_depth", space.base.unfreeze_depth)
-        for name in space.stage_names(depth):
+        for name in space.stage_names(space.stage_count(values)):
             values[name] = suggest_one(trial, name, sp)
     return values
 
@@ -47,5 +46,5 @@ def all_distributions(space: Space) -> dict[str, BaseDistribution]:
     out = {p.name: distribution(p) for p in space.params if not p.per_stage}
     sp = space.stage_param
     if sp is not None:
-        out.update({n: distribution(sp) for n in space.stage_names(space.max_depth())})
+        out.update({n: distribution(sp) for n in space.stage_names(space.max_stages())})
     return out

@@ -10,9 +10,11 @@ A space file:
       stage_lr:       {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}
       head_width:     {type: categorical, choices: [128, 256, 512]}
 
-Each param names a TrainConfig key, except a `per_stage` param, which becomes one value per
-fine-tuning stage that the trial's unfreeze depth opens (`stage_lr_1` .. `stage_lr_k`, conditional)
-and fills `stage_lrs`. Nothing here knows Optuna or KerasTuner: the adapters turn Param into their
+Each param names a TrainConfig key, except two: a `per_stage` param, which becomes one value per
+fine-tuning stage the trial runs (`stage_lr_1` .. `stage_lr_k`, conditional) and fills
+`stage_lrs`; and `unfreeze_stages`, the number of fine-tuning stages, which sets unfreeze_depth to
+unfreeze_stages x unfreeze_step (so that the layers opened per stage can be searched too, the
+seed recipe's 4 stages of 5 layers and 3 stages of 40 in one space). Nothing here knows Optuna or KerasTuner: the adapters turn Param into their
 own distributions (search/optuna_space.py).
 """
 
@@ -38,6 +40,7 @@ STUDY_FIXED = {
     "weights": "the study's backbone (and its cache) is fixed when it starts",
 }
 STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
+STAGES_PARAM = "unfreeze_stages"  # not a config key: unfreeze_depth = stages x unfreeze_step
 KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
         "int": {"type", "low", "high", "log", "step"},
         "categorical": {"type", "choices"}}
@@ -87,38 +90,60 @@ class Space:
         base = TrainConfig.from_dict({**self.base.to_dict(), **overrides}, source=str(self.path))
         return Space(self.path, base, self.params)
 
+    def highest(self, name: str):
+        """The largest value `name` takes in this space (its base value when not searched)."""
+        p = self.param(name)
+        if p is None:
+            return getattr(self.base, name) if name != STAGES_PARAM else self.base.n_stages
+        return max(p.choices) if p.type == "categorical" else p.high
+
+    def max_stages(self) -> int:
+        """The most fine-tuning stages any trial of this space runs."""
+        if self.param(STAGES_PARAM) is not None:
+            return int(self.highest(STAGES_PARAM))
+        return int(self.highest("unfreeze_depth")) // self.base.unfreeze_step
+
     def max_depth(self) -> int:
         """The deepest unfreeze depth any trial of this space can reach (the cache's boundary)."""
-        p = self.param("unfreeze_depth")
-        if p is None:
-            return self.base.unfreeze_depth
-        return max(p.choices) if p.type == "categorical" else int(p.high)
+        if self.param(STAGES_PARAM) is not None:
+            return int(self.highest(STAGES_PARAM) * self.highest("unfreeze_step"))
+        return int(self.highest("unfreeze_depth"))
 
     def max_epochs(self) -> int:
         """Epochs of the longest trial's full schedule (head stage + every stage at max depth):
         the resource a pruner or tuner budgets against."""
-        stages = self.max_depth() // self.base.unfreeze_step
-        return self.base.head_epochs + self.base.finetune_epochs * stages
+        return int(self.highest("head_epochs") + self.highest("finetune_epochs") * self.max_stages())
 
-    def stage_names(self, depth: int) -> list[str]:
-        return [f"{STAGE_PARAM}_{i}" for i in range(1, depth // self.base.unfreeze_step + 1)]
+    def stage_count(self, values: dict[str, Any]) -> int:
+        """The number of fine-tuning stages a trial with these values runs."""
+        if STAGES_PARAM in values:
+            return int(values[STAGES_PARAM])
+        depth = values.get("unfreeze_depth", self.base.unfreeze_depth)
+        return depth // values.get("unfreeze_step", self.base.unfreeze_step)
+
+    @staticmethod
+    def stage_names(n_stages: int) -> list[str]:
+        return [f"{STAGE_PARAM}_{i}" for i in range(1, n_stages + 1)]
 
     def to_config(self, values: dict[str, Any]) -> TrainConfig:
         """A trial's values (flat names, stage_lr_i included) on top of the base config."""
         d = self.base.to_dict()
         for p in self.params:
-            if not p.per_stage:
+            if not p.per_stage and p.name != STAGES_PARAM:
                 d[p.name] = values[p.name]
+        if STAGES_PARAM in values:
+            d["unfreeze_depth"] = int(values[STAGES_PARAM]) * d["unfreeze_step"]
         sp = self.stage_param
         if sp is not None:
-            d["stage_lrs"] = [values[n] for n in self.stage_names(d["unfreeze_depth"])]
+            d["stage_lrs"] = [values[n] for n in self.stage_names(self.stage_count(values))]
         return TrainConfig.from_dict(d, source=f"{self.path} (trial values)")
 
     def seed_values(self) -> dict[str, Any]:
         """The base config (the seed recipe) as values of this space's params."""
-        out = {p.name: getattr(self.base, p.name) for p in self.params if not p.per_stage}
+        out = {p.name: (self.base.n_stages if p.name == STAGES_PARAM else getattr(self.base, p.name))
+               for p in self.params if not p.per_stage}
         if self.stage_param is not None:
-            out.update(zip(self.stage_names(self.base.unfreeze_depth), self.base.stage_lrs))
+            out.update(zip(self.stage_names(self.base.n_stages), self.base.stage_lrs))
         return out
 
     def seed_outside(self) -> list[str]:
@@ -184,17 +209,20 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
                           "flag) instead.")
     per_stage = spec.get("per_stage", False)
     field_types = {f.name: f.type for f in fields(TrainConfig)}
-    target = "float" if per_stage else field_types.get(name)
+    target = "float" if per_stage else "int" if name == STAGES_PARAM else field_types.get(name)
     if per_stage and name != STAGE_PARAM:
         raise ConfigError(f"{where}: key 'per_stage' is only for '{STAGE_PARAM}'.")
     if not per_stage and target is None:
-        raise ConfigError(f"{where}: unknown parameter; use a TrainConfig key or '{STAGE_PARAM}' "
-                          "with per_stage: true.")
+        raise ConfigError(f"{where}: unknown parameter; use a TrainConfig key, '{STAGES_PARAM}', "
+                          f"or '{STAGE_PARAM}' with per_stage: true.")
     if typ == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}: key 'choices' must be a non-empty list.")
         for c in choices:  # each choice must make a valid config value
+            if name == STAGES_PARAM:
+                _check_stage_count(where, c)
+                continue
             TrainConfig.from_dict({**base.to_dict(), name: c, **_stage_fill(base, name, c)},
                                   source=where)
         return Param(name, typ, choices=tuple(choices))
@@ -221,20 +249,44 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
         raise ConfigError(f"{where}: config key '{name}' is {target}, so the type cannot be int.")
     p = Param(name, typ, low, high, log, step, per_stage=bool(per_stage))
     for v in (low, high):  # both ends must make a valid config (e.g. dropout < 1)
-        if not per_stage:
+        if name == STAGES_PARAM:
+            _check_stage_count(where, v)
+        elif not per_stage:
             TrainConfig.from_dict({**base.to_dict(), name: v, **_stage_fill(base, name, v)},
                                   source=where)
     return p
 
 
+def _check_stage_count(where: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise ConfigError(f"{where}: a number of stages must be an integer from 0 to 20, "
+                          f"got {value!r}.")
+
+
 def _stage_fill(base: TrainConfig, name: str, value: Any) -> dict:
-    """When checking an unfreeze_depth bound, give the config a matching number of stage LRs."""
-    if name != "unfreeze_depth":
-        return {}
-    return {"stage_lrs": [1e-4] * (int(value) // base.unfreeze_step)}
+    """When checking an unfreeze bound, give the config a matching depth and number of stage LRs."""
+    if name == "unfreeze_depth":
+        return {"stage_lrs": [1e-4] * (int(value) // base.unfreeze_step)}
+    if name == "unfreeze_step":
+        return {"unfreeze_depth": int(value) * base.n_stages}
+    return {}
 
 
 def _check_stages(space: Space) -> None:
+    counted = space.param(STAGES_PARAM)
+    if counted is not None:
+        if space.param("unfreeze_depth") is not None:
+            raise ConfigError(f"{space.path}: params '{STAGES_PARAM}' and 'unfreeze_depth' both set "
+                              f"the depth; keep one ('{STAGES_PARAM}' sets it to stages x "
+                              "unfreeze_step).")
+        if space.stage_param is None:
+            raise ConfigError(f"{space.path}: param '{STAGES_PARAM}' needs '{STAGE_PARAM}' "
+                              "(per_stage: true) to give each stage its LR.")
+        return
+    if space.param("unfreeze_step") is not None:
+        raise ConfigError(f"{space.path}: param 'unfreeze_step' is searched, so the number of "
+                          f"stages must be too: add '{STAGES_PARAM}' (an int) and drop "
+                          "'unfreeze_depth'.")
     depth = space.param("unfreeze_depth")
     step = space.base.unfreeze_step
     if depth is not None:

@@ -31,7 +31,14 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", message=".*independent sampl.*")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
-PRUNERS = ("median", "hyperband", "sha", "none")
+PRUNERS = ("stage", "median", "hyperband", "sha", "none")
+STAGE_PRUNERS = {"stage"}  # these see one value per stage end (step = stage index), not per epoch
+
+
+def report_unit(pruner: str) -> str:
+    """What the objective reports to `pruner`: "stage" (best val accuracy at each stage end) or
+    "epoch" (val accuracy at every global epoch)."""
+    return "stage" if pruner in STAGE_PRUNERS else "epoch"
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -47,6 +54,9 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "stage":  # at each stage end from stage 1 on, below the median there: pruned
+        # (stage 0 trains the head alone, where trials that differ in fine-tuning look alike)
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     if name == "median":  # compare from the 3rd epoch on, once 5 trials have finished
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if name == "hyperband":  # Optuna's advice for TPE; rungs at epochs 2, 6, 18 (of ~40)

@@ -39,6 +39,11 @@ class PipeReporter(keras.callbacks.Callback):
         if self.conn.recv() == "stop":
             raise StopRequested(f"stopped at epoch {epoch}")
 
+    def on_stage_end(self, stage, best):
+        self.conn.send(("stage", stage, float(best)))
+        if self.conn.recv() == "stop":
+            raise StopRequested(f"stopped after stage {stage}")
+
 
 def _serve(conn, data: Data, cache_args: dict | None, cache_depth: int) -> None:
     """The child: trains each config the parent sends, until it sends None or goes away."""
@@ -121,8 +126,9 @@ class Worker:
         self.proc, self.conn, self.trials = proc, parent, 0
         self.started += 1
 
-    def train(self, config: TrainConfig, on_epoch):
-        """Train `config` in the worker. on_epoch(epoch, logs) -> True to stop (prune).
+    def train(self, config: TrainConfig, on_epoch, on_stage=None):
+        """Train `config` in the worker. on_epoch(epoch, logs) and on_stage(stage, best val
+        accuracy so far; every stage but the last) -> True to stop (prune).
 
         Returns ("done", val_accuracy, history dict, stages, cache summary) or ("stopped",);
         raises DivergedError or ChildFailed as the child reports."""
@@ -142,8 +148,9 @@ class Worker:
                 except EOFError:
                     self.proc.join(10)
                     raise ChildFailed(f"training process died (exit code {self.proc.exitcode})") from None
-                if msg[0] == "epoch":
-                    self.conn.send("stop" if on_epoch(msg[1], msg[2]) else "go")
+                if msg[0] in ("epoch", "stage"):
+                    hook = on_epoch if msg[0] == "epoch" else on_stage
+                    self.conn.send("stop" if hook is not None and hook(msg[1], msg[2]) else "go")
                     continue
                 if msg[0] == "error":
                     raise ChildFailed(msg[1])
