@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from helpers import write_tiny_folders
-from search.bench.quality import SETTINGS, Quality, Run, bench_quality
+from search.bench.quality import SETTINGS, Quality, Run, bench_quality, to_retrain
+from search.errors import UserError
 from search.jobs import SearchOptions
 from search.tuning.space import SPACES_DIR
 
@@ -23,6 +24,15 @@ def test_the_table_puts_each_setting_beside_the_seed_recipe():
     assert t.loc["a", "test_gain_over_seed_recipe"] == pytest.approx(0.10)
     assert np.isnan(t.loc["b", "test_mean"])
     assert t.loc["seed recipe", "test_mean"] == pytest.approx(0.41)
+
+
+def test_best_mode_retrains_one_run_per_setting_the_one_with_the_best_val():
+    runs = [Run("a", 0, [], 3, 2, 0.5, 2), Run("a", 1, [], 3, 2, 0.6, 1),
+            Run("b", 0, [], 1, 0, None, None), Run("c", 0, [], 2, 1, 0.3, 0)]
+    assert to_retrain(runs, "all") == [runs[0], runs[1], runs[3]]
+    assert to_retrain(runs, "best") == [runs[1], runs[3]]
+    with pytest.raises(UserError, match="--retrain"):
+        to_retrain(runs, "some")
 
 
 @pytest.mark.slow

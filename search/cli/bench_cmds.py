@@ -27,6 +27,9 @@ def add_parsers(sub) -> None:
                        "equal budget of trained epochs")
     p.add_argument("--budget", type=int, required=True,
                    help="trained epochs each search may spend (a trial in flight finishes)")
+    p.add_argument("--retrain", choices=("all", "best"), default="all",
+                   help="retrain and test every run's best (all), or per setting only the run "
+                        "with the best val accuracy (best; deep retrains cost minutes a seed)")
     p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
     p.add_argument("--retrain-seeds", type=int, default=1,
                    help="seeds of each best config's retrain (default 1)")
@@ -45,6 +48,9 @@ def add_quality_parser(sub) -> None:
     p.add_argument("--minutes", type=float, default=12, help="wall time of each run (default 12)")
     p.add_argument("--retrain-seeds", type=int, default=3,
                    help="seeds each best (and the seed recipe) is retrained on (default 3)")
+    p.add_argument("--retrain", choices=("all", "best"), default="all",
+                   help="retrain and test every run's best (all), or per setting only the run "
+                        "with the best val accuracy (best; deep retrains cost minutes a seed)")
     p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
     p.add_argument("--no-isolate", action="store_true", help="train trials in this process")
     add_data_flags(p)
@@ -59,7 +65,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown setting '{unknown[0]}'; use some of {', '.join(SETTINGS)}.")
     q = bench_quality(SearchOptions.from_namespace(args), [SETTINGS[n] for n in names],
-                      args.repeats, args.minutes, args.retrain_seeds)
+                      args.repeats, args.minutes, args.retrain_seeds,
+                      retrain_runs=args.retrain)
     print(f"\nequal wall time of {args.minutes:g} min per run:\n"
           f"{q.table().to_string(index=False, float_format=lambda v: f'{v:.4f}')}")
     return 0
