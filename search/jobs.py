@@ -85,7 +85,7 @@ class SearchOptions(RunOptions):
     sampler_seed: int | None = None  # None: the config's seed, salted per worker on shared storage
     no_final: bool = False
     retrain_seeds: int = 1
-    test_baseline: bool = False
+    test_baseline: bool = True  # the seed recipe retrained and tested beside the best
     verbose: bool = False
     no_isolate: bool = False
     worker_trials: int | None = None
@@ -110,8 +110,8 @@ class SearchOptions(RunOptions):
             if value == f.default:
                 continue
             flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                argv.append(flag)
+            if isinstance(value, bool):  # a flag that defaults to on is turned off with --no-
+                argv.append(flag if value else "--no-" + flag[2:])
             else:
                 argv += [flag, safe_url(value) if f.name == "storage" else str(value)]
         return argv
