@@ -6,7 +6,8 @@ from search.jobs import RunOptions, SearchOptions
 
 def test_the_resume_command_parses_back_to_the_same_options():
     opts = SearchOptions(trials=7, space="spaces/tiny.yaml", pruner="none", no_cache=True,
-                         results_dir="/tmp/x y", seed=3, retrain_seeds=2, timeout=5.5)
+                         results_dir="/tmp/x y", seed=3, retrain_seeds=2, timeout=5.5,
+                         test_baseline=False)  # on by default: written --no-test-baseline
     argv = opts.command()
     assert argv[1:3] == ["run_search.py", "search"]
     assert SearchOptions.from_namespace(build_parser().parse_args(argv[2:])) == opts
