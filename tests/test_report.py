@@ -136,7 +136,8 @@ def test_report_of_a_study_with_one_or_no_finished_trial_says_why(tmp_path, stat
     assert "has not been retrained and tested" in text
     drawn = {p.stem for p in index.parent.glob("*.png")}
     if states == ["complete"]:
-        assert drawn == {"optimization_history", "slice", "intermediate_values", "top5_curves"}
+        assert drawn == {"best_over_time", "optimization_history", "slice", "intermediate_values",
+                         "top5_curves"}
     else:
         assert drawn == ({"intermediate_values"} if states else set())
         assert "no trial has completed" in text

@@ -120,6 +120,14 @@ def test_resume_with_a_conflicting_space_is_refused(searched, capsys):
     assert len(load(searched).trials) == n
 
 
+def test_resume_with_a_pruner_of_another_step_is_refused(searched, capsys):
+    assert main(["search", "--trials", "1", "--pruner", "stage", *common(searched)]) == 2
+    err = capsys.readouterr().err
+    assert "pruned per epoch" in err and "--pruner hyperband or median or none or sha" in err
+    assert len(load(searched).trials) == 3  # nothing added
+    assert load(searched).user_attrs["pruning_step"] == "epoch"
+
+
 def test_unknown_study_lists_the_existing_ones(searched, capsys):
     assert main(["export", "--results-dir", str(searched / "res"), "--study-name", "nope"]) == 2
     err = capsys.readouterr().err

@@ -86,6 +86,7 @@ def make_figures(study: optuna.Study, study_dir: Path, out: Path) -> dict[str, P
             return rp.misclassified(dict(m), out)
 
     makers = {
+        "best_over_time": lambda: rp.best_over_time(study, out),
         "optimization_history": lambda: rp.optimization_history(study, out),
         "param_importances": lambda: rp.param_importances(study, out),
         "parallel_coordinate": lambda: rp.parallel_coordinate(study, out),

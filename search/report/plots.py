@@ -23,7 +23,7 @@ from search.files import save_figure  # noqa: E402
 
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
-    "optimization_history": (10, 6), "param_importances": (10, 6),
+    "best_over_time": (10, 6), "optimization_history": (10, 6), "param_importances": (10, 6),
     "parallel_coordinate": (14, 7), "slice": (16, 5), "intermediate_values": (10, 6),
     "top5_curves": (12, 13), "confusion_matrix": (9, 8), "misclassified": (14, 9.5),
 }
@@ -73,6 +73,49 @@ def optimization_history(study, out: Path) -> Path:
     return _optuna_plot("optimization_history", out, "Optimization history: validation accuracy "
                         "per trial and the best so far",
                         lambda: ovm.plot_optimization_history(study, target_name=TARGET))
+
+
+def best_over_time(study, out: Path) -> Path:
+    """Best val accuracy so far against minutes since the first trial started: how soon the
+    search pays. Every finished trial is a point at its end (pruned ones at their last report);
+    the seed recipe's value is the dashed line the search must rise above."""
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if t.datetime_complete and t.datetime_start]
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        raise Absent("no trial has completed yet, so there is no best value to follow.")
+    t0 = min(t.datetime_start for t in trials)
+    trials.sort(key=lambda t: t.datetime_complete)
+    minutes = [(t.datetime_complete - t0).total_seconds() / 60 for t in trials]
+    with plt.style.context("ggplot"):  # the style Optuna's figures set: the same look, whatever ran first
+        fig, ax = plt.subplots()
+        return _draw_best_over_time(fig, ax, trials, minutes, out)
+
+
+def _draw_best_over_time(fig, ax, trials, minutes, out: Path) -> Path:
+    xs, ys, best = [], [], -np.inf
+    for m, t in zip(minutes, trials):
+        if t.state == TrialState.COMPLETE:
+            ax.plot(m, t.value, "o", color="tab:blue", ms=4, alpha=0.6)
+            if t.value > best:
+                best = t.value
+        elif t.state == TrialState.PRUNED and t.intermediate_values:
+            ax.plot(m, t.intermediate_values[max(t.intermediate_values)], "x", color="grey", ms=4)
+        if np.isfinite(best):
+            xs.append(m)
+            ys.append(best)
+    ax.step(xs, ys, where="post", color="tab:red", lw=2, label="best so far")
+    ax.plot([], [], "o", color="tab:blue", ms=4, label="completed trial")
+    ax.plot([], [], "x", color="grey", ms=4, label="pruned trial (last reported value)")
+    seed = next((t for t in trials if t.user_attrs.get("seed_recipe")
+                 and t.state == TrialState.COMPLETE), None)
+    if seed is not None:
+        ax.axhline(seed.value, color="k", ls="--", lw=1, label=f"seed recipe ({seed.value:.4f})")
+    ax.set_xlabel("minutes since the first trial started")
+    ax.set_ylabel(TARGET)
+    ax.set_title("Best val accuracy so far against wall time")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, "best_over_time", out)
 
 
 def param_importances(study, out: Path) -> Path:
@@ -128,16 +171,20 @@ def slice_plot(study, out: Path, most: int = 6) -> Path:
 def intermediate_values(study, out: Path) -> Path:
     if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         raise Absent("no trial reported a per-epoch value yet.")
+    per_stage = study.user_attrs.get("pruning_step") == "stage"
+
     def draw():
         ax = ovm.plot_intermediate_values(study)
-        ax.set_xlabel("epoch (global, across stages)")
-        ax.set_ylabel("val accuracy")
+        ax.set_xlabel("stage (the pruner's step: its end)" if per_stage
+                      else "epoch (global, across stages)")
+        ax.set_ylabel("best val accuracy so far" if per_stage else "val accuracy")
         if len(study.trials) > 12 and ax.get_legend() is not None:
             ax.get_legend().remove()  # one entry per trial: unreadable, and clipped
         return ax
 
-    return _optuna_plot("intermediate_values", out, "Val accuracy per epoch of every trial "
-                        "(pruned trials stop early)", draw)
+    return _optuna_plot("intermediate_values", out, "What the pruner saw of every trial, "
+                        f"{'at each stage end' if per_stage else 'per epoch'} (pruned trials stop "
+                        "early)", draw)
 
 
 def top5_curves(runs: list[tuple], out: Path) -> Path:

@@ -113,6 +113,7 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
         resumed = True
     if resumed:
         check_compatible(study, space, url)
+        check_pruning_step(study, pruner, url)
         if data is not None:
             check_data(study, data)
         _recover(study, heartbeat)
@@ -120,6 +121,7 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
         seed = seed + len(study.get_trials(deepcopy=False))
     else:
         study.set_user_attr("base_config", space.base.to_dict())
+        study.set_user_attr("pruning_step", report_unit(pruner))
         study.set_user_attr("space_file", str(space.path))
         if data is not None:
             study.set_user_attr("data", data)
@@ -134,6 +136,17 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sampler, seed),
                               pruner=make_pruner(pruner, space.max_epochs()))
     return study, resumed
+
+
+def check_pruning_step(study: optuna.Study, pruner: str, url: str) -> None:
+    """Refuse to resume with a pruner that reads another step: stage indices and epochs mixed in
+    one study would compare unlike values. Studies from before stage pruning reported epochs."""
+    stored = study.user_attrs.get("pruning_step", "epoch")
+    if stored != report_unit(pruner):
+        kinds = sorted(STAGE_PRUNERS) if stored == "stage" else sorted(set(PRUNERS) - STAGE_PRUNERS)
+        raise UserError(f"study '{study.study_name}' in {safe_url(url)} was pruned per {stored}, "
+                        f"but --pruner {pruner} prunes per {report_unit(pruner)}; pass --pruner "
+                        f"{' or '.join(kinds)}, or a new --study-name.")
 
 
 def salted_seed(seed: int) -> int:
