@@ -178,7 +178,7 @@ def _recover(study: optuna.Study, heartbeat: int | None) -> None:
         print(f"trials {failed} lost their worker (no heartbeat): marked FAIL and queued again")
 
 
-def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
+def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epoch") -> str:
     secs = t.duration.total_seconds() if t.duration else float("nan")
     value = f"{t.value:.4f}" if t.value is not None else "  -   "
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -186,7 +186,8 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None) -> str:
     why = t.user_attrs.get("failure", "")
     if t.state == TrialState.PRUNED and not why:
         steps = sorted(t.intermediate_values)
-        why = f"pruned at epoch {steps[-1]}" if steps else "pruned"
+        where = f"after stage {steps[-1]}" if unit == "stage" else f"at epoch {steps[-1]}"
+        why = f"pruned {where}" if steps else "pruned"
     tag = " (seed recipe)" if t.user_attrs.get("seed_recipe") else ""
     best_s = f"  best {best.value:.4f} (#{best.number})" if best is not None else ""
     cache = f"  [{t.user_attrs['cache']}]" if "cache" in t.user_attrs else ""
@@ -203,12 +204,14 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     from tqdm import tqdm
 
     used, streak, mine = [0], [0], []
+    unit = study.user_attrs.get("pruning_step", "epoch")
 
     def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
         mine.append(t)
         streak[0] = streak[0] + 1 if t.state == TrialState.FAIL else 0
         done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None))
+        tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None,
+                              unit))
         used[0] += int(t.user_attrs.get("epochs", 0))
         if epoch_budget is not None and used[0] >= epoch_budget:
             tqdm.write(f"epoch budget spent: {used[0]} epochs >= {epoch_budget}")
