@@ -31,8 +31,8 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", message=".*independent sampl.*")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
-PRUNERS = ("stage", "median", "hyperband", "sha", "none")
-STAGE_PRUNERS = {"stage"}  # these see one value per stage end (step = stage index), not per epoch
+PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
+STAGE_PRUNERS = {"stage", "stage-median"}  # one value per stage end (step = stage index)
 
 
 def report_unit(pruner: str) -> str:
@@ -54,8 +54,12 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
-    if name == "stage":  # at each stage end from stage 1 on, below the median there: pruned
-        # (stage 0 trains the head alone, where trials that differ in fine-tuning look alike)
+    if name == "stage":  # successive halving on stage ends: after stages 1 and 2, a trial goes
+        # on only if in the top half of every trial that reached that stage, pruned ones included.
+        # Stage 0 (the head alone) is no rung: trials that differ in fine-tuning look alike there.
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    if name == "stage-median":  # the median of *completed* trials at each stage end from stage 1:
+        # the survivors set the bar, so it rises until nearly every trial is pruned at stage 1
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     if name == "median":  # compare from the 3rd epoch on, once 5 trials have finished
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
