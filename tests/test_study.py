@@ -241,7 +241,7 @@ def test_stage_pruning_acts_at_stage_ends_alike_in_a_worker_and_in_process(tmp_p
     runs = {}
     for flag, name in ((["--no-isolate"], "inproc"), ([], "worker")):
         argv = ["search", "--trials", "7", "--no-final", "--study-name", name, "--pruner", "stage",
-                "--sampler", "random", "--sampler-seed", "1", *flag]  # seed 1: trial 5 is pruned
+                "--sampler", "random", "--sampler-seed", "1", *flag]  # seed 1: some are pruned
         assert main([*argv, *common(tmp_path, str(space))]) == 0
         runs[name] = [(t.state, t.params, t.value, t.intermediate_values)
                        for t in load(tmp_path, name).trials]
