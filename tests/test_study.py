@@ -105,7 +105,8 @@ def test_export_round_trips_and_train_reproduces_the_best_params(searched, tmp_p
 
 @pytest.mark.slow
 def test_rerun_adds_trials_to_the_same_study(searched):
-    assert main(["search", "--trials", "2", "--no-final", "--no-cache", *common(searched)]) == 0
+    assert main(["search", "--trials", "2", "--no-final", "--no-cache", "--pruner", "median",
+                 *common(searched)]) == 0  # the pruner it was started with: steps must match
     trials = load(searched).trials
     assert len(trials) == 5 and [t.number for t in trials] == list(range(5))
     assert sum(t.params == trials[0].params for t in trials) == 1  # the seed is not re-enqueued
