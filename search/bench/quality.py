@@ -35,6 +35,7 @@ class Setting:
 CONV5 = str(Path(__file__).resolve().parents[2] / "spaces" / "conv5.yaml")
 SETTINGS = {s.name: s for s in (
     Setting("stage", pruner="stage"),  # the default since #13
+    Setting("stage-median", pruner="stage-median"),
     Setting("old-default", pruner="hyperband", space=CONV5),  # the default before #13
     Setting("hyperband"), Setting("median", pruner="median"), Setting("sha", pruner="sha"),
     Setting("random-stage", sampler="random", pruner="stage"),
