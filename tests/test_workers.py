@@ -173,7 +173,7 @@ def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_d
     printed = [finish(worker(tmp_path, data_dir, url, name, 2))]
     storage = optuna.storages.RDBStorage(pg_url)  # one engine: a poll takes milliseconds
     study_id = storage.get_study_id_from_name(name)
-    p = worker(tmp_path, data_dir, url, name, 100, "--pruner", "none")
+    p = worker(tmp_path, data_dir, url, name, 100)  # tiny: one stage at most, never pruned
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and not [  # a trial of this run is running
             t for t in storage.get_all_trials(study_id, states=(TrialState.RUNNING,))
