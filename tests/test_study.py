@@ -122,10 +122,11 @@ def test_resume_with_a_conflicting_space_is_refused(searched, capsys):
 
 
 def test_resume_with_a_pruner_of_another_step_is_refused(searched, capsys):
+    n = len(load(searched).trials)  # 3, or 5 after the (slow) rerun test
     assert main(["search", "--trials", "1", "--pruner", "stage", *common(searched)]) == 2
     err = capsys.readouterr().err
     assert "pruned per epoch" in err and "--pruner hyperband or median or none or sha" in err
-    assert len(load(searched).trials) == 3  # nothing added
+    assert len(load(searched).trials) == n  # nothing added
     assert load(searched).user_attrs["pruning_step"] == "epoch"
 
 
