@@ -130,6 +130,25 @@ def test_resume_with_a_pruner_of_another_step_is_refused(searched, capsys):
     assert load(searched).user_attrs["pruning_step"] == "epoch"
 
 
+def test_a_study_without_a_pruning_record_is_joined_until_a_value_is_reported():
+    """Workers started together: one creates the study and writes its record a moment later; the
+    others must not read the missing record as "epoch". Once values are reported, it is legacy."""
+    from search.errors import UserError
+    from search.tuning.study import check_pruning_step
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    check_pruning_step(study, "stage", "sqlite:///x.db")  # nothing reported: joins
+    check_pruning_step(study, "hyperband", "sqlite:///x.db")
+    trial = study.ask()
+    trial.report(0.5, step=3)
+    with pytest.raises(UserError, match="pruned per epoch, but --pruner stage"):
+        check_pruning_step(study, "stage", "sqlite:///x.db")
+    check_pruning_step(study, "hyperband", "sqlite:///x.db")
+    study.set_user_attr("pruning_step", "stage")
+    check_pruning_step(study, "stage", "sqlite:///x.db")
+
+
 def test_unknown_study_lists_the_existing_ones(searched, capsys):
     assert main(["export", "--results-dir", str(searched / "res"), "--study-name", "nope"]) == 2
     err = capsys.readouterr().err

@@ -144,8 +144,16 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
 
 def check_pruning_step(study: optuna.Study, pruner: str, url: str) -> None:
     """Refuse to resume with a pruner that reads another step: stage indices and epochs mixed in
-    one study would compare unlike values. Studies from before stage pruning reported epochs."""
-    stored = study.user_attrs.get("pruning_step", "epoch")
+    one study would compare unlike values. Studies from before stage pruning reported epochs.
+
+    A study without the record is either from before stage pruning (it reported epochs) or being
+    created by a worker that started at the same moment and has not written it yet: with no
+    reported value yet, there is nothing to mix, so any pruner may join."""
+    stored = study.user_attrs.get("pruning_step")
+    if stored is None:
+        if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            return
+        stored = "epoch"
     if stored != report_unit(pruner):
         kinds = sorted(STAGE_PRUNERS) if stored == "stage" else sorted(set(PRUNERS) - STAGE_PRUNERS)
         raise UserError(f"study '{study.study_name}' in {safe_url(url)} was pruned per {stored}, "
