@@ -157,18 +157,12 @@ def bench_quality(opts: SearchOptions, settings: list[Setting], repeats: int, mi
 def _run_of(study, setting: str, repeat: int) -> Run:
     from optuna.trial import TrialState
 
-    trials = sorted((t for t in study.trials if t.datetime_complete),
-                    key=lambda t: t.datetime_complete)
-    start = min((t.datetime_start for t in trials), default=None)
-    curve, best = [], -np.inf
-    for t in trials:
-        if t.state == TrialState.COMPLETE and t.value > best:
-            best = t.value
-        if np.isfinite(best):
-            curve.append(((t.datetime_complete - start).total_seconds() / 60, float(best)))
+    from search.report.plots import best_so_far
+
+    trials = [t for t in study.trials if t.datetime_complete]
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     top = max(done, key=lambda t: t.value) if done else None
-    return Run(setting, repeat, curve, len(trials), len(done), top and top.value,
+    return Run(setting, repeat, best_so_far(trials), len(trials), len(done), top and top.value,
                top and top.number)
 
 

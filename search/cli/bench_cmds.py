@@ -27,9 +27,6 @@ def add_parsers(sub) -> None:
                        "equal budget of trained epochs")
     p.add_argument("--budget", type=int, required=True,
                    help="trained epochs each search may spend (a trial in flight finishes)")
-    p.add_argument("--retrain", choices=("all", "best"), default="all",
-                   help="retrain and test every run's best (all), or per setting only the run "
-                        "with the best val accuracy (best; deep retrains cost minutes a seed)")
     p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
     p.add_argument("--retrain-seeds", type=int, default=1,
                    help="seeds of each best config's retrain (default 1)")

@@ -75,47 +75,55 @@ def optimization_history(study, out: Path) -> Path:
                         lambda: ovm.plot_optimization_history(study, target_name=TARGET))
 
 
+def best_so_far(trials) -> list[tuple[float, float]]:
+    """(minutes since the first of `trials` started, best completed value by then), at the end
+    of every finished trial from the first completed one on."""
+    done = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
+    if not done:
+        return []
+    t0 = min(t.datetime_start for t in done)
+    curve, best = [], -np.inf
+    for t in done:
+        if t.state == TrialState.COMPLETE and t.value > best:
+            best = t.value
+        if np.isfinite(best):
+            curve.append(((t.datetime_complete - t0).total_seconds() / 60, float(best)))
+    return curve
+
+
 def best_over_time(study, out: Path) -> Path:
     """Best val accuracy so far against minutes since the first trial started: how soon the
     search pays. Every finished trial is a point at its end (pruned ones at their last report);
     the seed recipe's value is the dashed line the search must rise above."""
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.datetime_complete and t.datetime_start]
-    if not any(t.state == TrialState.COMPLETE for t in trials):
+    trials = study.get_trials(deepcopy=False)
+    curve = best_so_far(trials)
+    if not curve:
         raise Absent("no trial has completed yet, so there is no best value to follow.")
-    t0 = min(t.datetime_start for t in trials)
-    trials.sort(key=lambda t: t.datetime_complete)
-    minutes = [(t.datetime_complete - t0).total_seconds() / 60 for t in trials]
-    with plt.style.context("ggplot"):  # the style Optuna's figures set: the same look, whatever ran first
-        fig, ax = plt.subplots()
-        return _draw_best_over_time(fig, ax, trials, minutes, out)
+    t0 = min(t.datetime_start for t in trials if t.datetime_complete)
 
+    def points(keep, value):
+        pts = [((t.datetime_complete - t0).total_seconds() / 60, value(t)) for t in trials
+               if t.datetime_complete and keep(t)]
+        return [p[0] for p in pts], [p[1] for p in pts]
 
-def _draw_best_over_time(fig, ax, trials, minutes, out: Path) -> Path:
-    xs, ys, best = [], [], -np.inf
-    for m, t in zip(minutes, trials):
-        if t.state == TrialState.COMPLETE:
-            ax.plot(m, t.value, "o", color="tab:blue", ms=4, alpha=0.6)
-            if t.value > best:
-                best = t.value
-        elif t.state == TrialState.PRUNED and t.intermediate_values:
-            ax.plot(m, t.intermediate_values[max(t.intermediate_values)], "x", color="grey", ms=4)
-        if np.isfinite(best):
-            xs.append(m)
-            ys.append(best)
-    ax.step(xs, ys, where="post", color="tab:red", lw=2, label="best so far")
-    ax.plot([], [], "o", color="tab:blue", ms=4, label="completed trial")
-    ax.plot([], [], "x", color="grey", ms=4, label="pruned trial (last reported value)")
+    done = points(lambda t: t.state == TrialState.COMPLETE, lambda t: t.value)
+    pruned = points(lambda t: t.state == TrialState.PRUNED and t.intermediate_values,
+                    lambda t: t.intermediate_values[max(t.intermediate_values)])
     seed = next((t for t in trials if t.user_attrs.get("seed_recipe")
                  and t.state == TrialState.COMPLETE), None)
-    if seed is not None:
-        ax.axhline(seed.value, color="k", ls="--", lw=1, label=f"seed recipe ({seed.value:.4f})")
-    ax.set_xlabel("minutes since the first trial started")
-    ax.set_ylabel(TARGET)
-    ax.set_title("Best val accuracy so far against wall time")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return _save(fig, "best_over_time", out)
+    with plt.style.context("ggplot"):  # the style Optuna's figures set: the same look, whatever ran first
+        fig, ax = plt.subplots()
+        ax.scatter(*done, s=16, color="tab:blue", alpha=0.6, label="completed trial")
+        ax.scatter(*pruned, s=16, marker="x", color="grey", label="pruned trial (last reported value)")
+        ax.step(*zip(*curve), where="post", color="tab:red", lw=2, label="best so far")
+        if seed is not None:
+            ax.axhline(seed.value, color="k", ls="--", lw=1, label=f"seed recipe ({seed.value:.4f})")
+        ax.set_xlabel("minutes since the first trial started")
+        ax.set_ylabel(TARGET)
+        ax.set_title("Best val accuracy so far against wall time")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        return _save(fig, "best_over_time", out)
 
 
 def param_importances(study, out: Path) -> Path:
