@@ -2,8 +2,9 @@
 seeds, on one split and one frozen-part cache, so that only the search differs.
 
 The seed recipe is retrained and tested first (which fills the shared cache, so that no timed run
-pays for it); then for every setting and repeat a search runs for `minutes` (no new trial after
-that) without its own final step, and its best config is retrained on the same seeds and tested.
+pays for it); then every setting's first repeat runs, then every setting's second, and so on (so
+that a slow spell of the machine falls on all alike): each a search of `minutes` (no new trial
+after that) without its own final step, whose best config is retrained on the same seeds and tested.
 Returns the best-so-far validation accuracy against minutes of every run, and the
 table of best validation and test accuracy per setting (mean and spread over repeats) next to the
 seed recipe; writes quality.csv, quality.png and runs.json under <results-dir>/quality/.
@@ -128,8 +129,9 @@ def bench_quality(opts: SearchOptions, settings: list[Setting], repeats: int, mi
                    lambda *_: None, stages)
     runs: list[Run] = []
     urls: dict[tuple[str, int], str] = {}
-    for s in settings:
-        for r in range(repeats):
+    # Repeat-major, so that a slow spell of the machine falls on every setting alike.
+    for r in range(repeats):
+        for s in settings:
             run = dataclasses.replace(common, results_dir=str(root / s.name), study_name=f"r{r}",
                                       sampler=s.sampler, pruner=s.pruner, sampler_seed=r,
                                       space=s.space or opts.space)
