@@ -100,7 +100,8 @@ def train_one_fine_tuning_stage(path: str, data, views_raw, depth: int = 5, opti
         stage_inputs = lambda d: fixed  # noqa: E731
     if path == "recut":
         cache = FeatureCache(None, views=len(views_raw))
-        stage_inputs = cached_stages(cache, 2 * depth)(cfg, data, model, base)
+        # Fresh stage models: reused programs bring their own Adam (tests/test_programs.py).
+        stage_inputs = cached_stages(cache, 2 * depth, reuse=False)(cfg, data, model, base)
     top = [la for la in base.layers[-depth:]
            if isinstance(la, keras.layers.Conv2D)]  # the convs the last stage opens
     variables = [w for la in [*top, model.get_layer(HEAD)] for w in la.trainable_weights]

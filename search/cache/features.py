@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from search.cache.matmul import write_back
+from search.cache.programs import head_programs
 from search.cache.store import FeatureCache, weights_id
 from search.cache.surgery import boundary, build_bridge, build_cached_model, build_prefix
 from search.recipe.config import TrainConfig
@@ -83,22 +84,32 @@ def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: 
     return views, val
 
 
-def cached_stages(cache: FeatureCache | None, cache_depth: int = 0):
+def cached_stages(cache: FeatureCache | None, cache_depth: int = 0, reuse: bool = True):
     """A StageSource for search.recipe.train.train on `cache` (None: the live recipe).
 
     Each stage trains only its own open layers and the head, on the cached boundary tensors of its
     own depth: those are filled once per study from the images at depth max(cache_depth,
-    unfreeze_depth), and each shallower boundary from that one."""
+    unfreeze_depth), and each shallower boundary from that one. With `reuse`, each stage runs on
+    this process's compiled program for its structure (search.cache.programs), traced once and
+    kept for later trials; without, every stage builds and compiles its own model."""
     if cache is None:
         return None
 
     def source(config: TrainConfig, data: Data, model, base):
         deepest = max(cache_depth, config.unfreeze_depth)
         head = model.get_layer(HEAD)
+        progs = head_programs(config, data.num_classes) if reuse else None
+        if progs is not None:
+            progs.begin(model, config)
 
         def stage(depth: int) -> Stage:
-            fit_model, _ = build_cached_model(config, base, head, depth)
             views, val = boundary_features(config, data, base, depth, cache, deepest)
-            return Stage(fit_model, views, val, sync=lambda: write_back(fit_model))
+            if progs is None:
+                fit_model, _ = build_cached_model(config, base, head, depth)
+                return Stage(fit_model, views, val, sync=lambda: write_back(fit_model))
+            fit_model = progs.model(config, depth)
+            return Stage(fit_model, views, val,
+                         sync=lambda: progs.store(fit_model, model, base, depth),
+                         prepare=lambda lr: progs.prepare(fit_model, depth, lr, model, base))
         return stage
     return source

@@ -33,6 +33,12 @@ class MatmulConv(keras.layers.Layer):
             self.own_centre = True
         self.bias = conv.bias if conv.use_bias else None
 
+    def load(self) -> None:
+        """Take the centre tap from the conv's kernel again (a reused layer, at a stage's start)."""
+        if self.own_centre:
+            i, j = self.centre_index
+            self.kernel.assign(self.conv.kernel[i, j])
+
     def write_back(self) -> None:
         """Copy the trained centre tap into the conv's kernel (no-op for a shared 1×1 kernel)."""
         if self.own_centre:

@@ -110,15 +110,17 @@ def build_base(config: TrainConfig) -> keras.Model:
                                        input_shape=(size, size, 3), name=BASE)
 
 
-def build_head(config: TrainConfig, in_shape: tuple, num_classes: int) -> keras.Model:
+def build_head(config: TrainConfig, in_shape: tuple, num_classes: int,
+               dropout=keras.layers.Dropout) -> keras.Model:
     """Pool → [Dense+ReLU → BN → Dropout] × head_layers → softmax, as one nested model so that
-    the full model and the cached-feature model can share it."""
+    the full model and the cached-feature model can share it. `dropout(rate, seed=, name=)` makes
+    each dropout layer (search.cache.programs swaps in one whose rate is a variable)."""
     inp = keras.Input(shape=in_shape, name="features")
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(inp)
     for i in range(config.head_layers):
         x = keras.layers.Dense(config.head_width, activation="relu", name=f"head_dense_{i}")(x)
         x = keras.layers.BatchNormalization(name=f"head_bn_{i}")(x)
-        x = keras.layers.Dropout(config.dropout, seed=config.seed + 10 + i, name=f"head_dropout_{i}")(x)
+        x = dropout(config.dropout, seed=config.seed + 10 + i, name=f"head_dropout_{i}")(x)
     out = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inp, out, name=HEAD)
 

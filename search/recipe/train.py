@@ -111,12 +111,15 @@ class Stage:
     """What a stage opening `depth` layers fits: `model` shares its layers with the inference model;
     train_views[v][j] is input j of augmented view v (one view: no choice), val_inputs[j] input j.
     `sync`, when given, copies variables private to the stage model back into the shared layers;
-    it runs after every epoch (before anything snapshots the weights) and after the fit."""
+    it runs after every epoch (before anything snapshots the weights) and after the fit.
+    `prepare(lr)`, when given, readies an already compiled `model` for the stage (open layers, a
+    zeroed optimizer at `lr`) in place of fit_stages' own set_stage and compile."""
 
     model: keras.Model
     train_views: list[list[np.ndarray]]
     val_inputs: list[np.ndarray]
     sync: Callable[[], None] | None = None
+    prepare: Callable[[float], None] | None = None
 
 
 # A StageSource gets (config, data, inference model, base) once per training run and returns
@@ -194,7 +197,8 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
     live-augmenting full model on images, or that stage's own suffix on its own cached boundary
     tensors. Every stage model shares its layers with `owner`.
     epoch_budget: train at most this many epochs in all, cutting the schedule short (a tuner's
-    resource, e.g. Hyperband's). optimizer(config, lr) makes each stage's optimizer.
+    resource, e.g. Hyperband's). optimizer(config, lr) makes each stage's optimizer (a stage with
+    `prepare` is compiled already, with make_optimizer's).
     A callback with an `on_stage_end(stage, best_val_accuracy)` method is also told when each
     stage but the last ends, with the best validation accuracy so far (a stage-aware pruner's
     step); it may raise to stop training."""
@@ -218,12 +222,17 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
         stage = stage_inputs(depth)
         model, val_x = stage.model, stage.val_inputs
         val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
-        set_stage(model, base, depth)
-        model.compile(
-            optimizer=optimizer(config, lrs[k]),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        if stage.prepare is not None:
+            if optimizer is not make_optimizer:
+                raise ValueError("a prepared stage brings its own optimizer (make_optimizer's)")
+            stage.prepare(lrs[k])
+        else:
+            set_stage(model, base, depth)
+            model.compile(
+                optimizer=optimizer(config, lrs[k]),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                metrics=["accuracy"],
+            )
         stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                              patience=config.early_stop_patience,
                                              restore_best_weights=True)
