@@ -43,8 +43,8 @@ def test_two_settings_twice_each_on_one_cache(tmp_path):
                          results_dir=str(tmp_path / "res"), no_isolate=True)
     q = bench_quality(opts, [SETTINGS["hyperband"], SETTINGS["random-none"]], repeats=2,
                       minutes=0.01, retrain_seeds=2, log=lambda *_: None)
-    assert [(r.setting, r.repeat) for r in q.runs] == [
-        ("hyperband", 0), ("hyperband", 1), ("random-none", 0), ("random-none", 1)]
+    assert [(r.setting, r.repeat) for r in q.runs] == [  # repeat-major
+        ("hyperband", 0), ("random-none", 0), ("hyperband", 1), ("random-none", 1)]
     for r in q.runs:
         assert r.trials >= 1 and r.completed >= 1 and len(r.test) == 2
         assert all(0.1 < a <= 1 for a in r.test)  # above chance on data with signal
