@@ -48,6 +48,7 @@ def run(config, cache, reuse):
                  stages=cached_stages(cache, 10, reuse=reuse))
 
 
+@pytest.mark.slow
 def test_reused_programs_give_a_fresh_model_s_values_and_trace_once(tmp_path):
     programs.clear()
     cache = FeatureCache(tmp_path, views=2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -28,12 +29,19 @@ class CacheBench:
     depths: list[int]
     epochs: list[int]  # per stage, of the cached run
     live: list[float] | None  # seconds per stage without the cache (None: skipped)
-    first: list[float]  # the 1st cached trial, which fills the cache
-    cached: list[float]  # a later cached trial
+    first: list[float]  # the 1st cached trial, which fills the cache and traces the programs
+    cached: list[float]  # a later cached trial, on the programs the 1st traced
     fill_seconds: float
     memory_mib: float
     val_accuracy: dict[str, float]  # "no cache", "cached"
     other_dtype: dict | None = None  # dtype, val_accuracy, memory_mib, fill_seconds, seconds
+    fresh: list[float] | None = None  # a later cached trial compiling a model per stage (no reuse)
+    steady: list[float] | None = None  # per stage, its fastest epoch in the later trial
+
+    def fixed(self, seconds: list[float]) -> list[float]:
+        """Per stage, seconds outside the epochs' own compute: the stage's time less its epochs
+        at the steady rate (the fastest epoch of that stage in the later trial)."""
+        return [t - n * e for t, n, e in zip(seconds, self.epochs, self.steady)]
 
     @property
     def live_seconds_per_epoch(self) -> float:
@@ -44,8 +52,32 @@ def _seconds(result) -> list[float]:
     return [s.seconds for s in result.stages]
 
 
+class EpochClock:
+    """A Keras callback timing every epoch (validation included), by global epoch index."""
+
+    def __init__(self):
+        import keras
+
+        clock = self
+
+        class _Clock(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                clock.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                clock.seconds[epoch] = time.perf_counter() - clock.t0
+
+        self.seconds: dict[int, float] = {}
+        self.callback = _Clock()
+
+    def fastest(self, result) -> list[float]:
+        """Per stage of `result`, its fastest epoch."""
+        return [min(self.seconds[s.first_epoch + i] for i in range(s.epochs)) for s in result.stages]
+
+
 def bench_cache(opts: RunOptions, stage_epochs: int = 2, skip_live: bool = False,
                 skip_float16: bool = False, log=print) -> CacheBench:
+    from search.cache import programs
     from search.cache.features import cached_stages
     from search.cache.store import FeatureCache
     from search.recipe.data import load_source, make_data
@@ -66,13 +98,20 @@ def bench_cache(opts: RunOptions, stage_epochs: int = 2, skip_live: bool = False
     live = None if skip_live else train(config, data, log=quiet)
     cache = FeatureCache(None, views=opts.aug_views, dtype=opts.cache_dtype)
     stages = cached_stages(cache, 20)
+    programs.clear()  # the 1st trial traces, as in a new worker
     first = train(config, data, log=quiet, stages=stages)  # fills the cache
     fill = cache.stats.fill_seconds
-    cached = train(config, data, log=quiet, stages=stages)  # every later trial
+    clock = EpochClock()
+    cached = train(config, data, log=quiet, stages=stages, callbacks=[clock.callback])
+    fresh = train(config, data, log=quiet, stages=cached_stages(cache, 20, reuse=False))
     out = CacheBench((len(data.x_train), len(data.x_val)), config,
                      [s.depth for s in cached.stages], [s.epochs for s in cached.stages],
                      _seconds(live) if live else None, _seconds(first), _seconds(cached), fill,
-                     cache.memory_bytes / 2**20, {"cached": cached.val_accuracy})
+                     cache.memory_bytes / 2**20, {"cached": cached.val_accuracy},
+                     fresh=_seconds(fresh), steady=clock.fastest(cached))
+    if fresh.val_accuracy != cached.val_accuracy:
+        raise AssertionError(f"reused programs gave val accuracy {cached.val_accuracy}, a model "
+                             f"per stage {fresh.val_accuracy}: they must agree exactly")
     if live is not None:
         out.val_accuracy["no cache"] = live.val_accuracy
     if not skip_float16:
@@ -106,11 +145,28 @@ def format_cache_bench(b: CacheBench) -> str:
                     if b.live else ""))
     lines.append("val accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in
                                               sorted(b.val_accuracy.items(), reverse=True)))
+    if b.steady:
+        lines.append("")
+        lines.append(format_fixed_costs(b))
     if b.other_dtype:
         o = b.other_dtype
         lines.append(f"cached as {o['dtype']}: val accuracy {o['val_accuracy']:.4f}, memory "
                      f"{o['memory_mib']:.0f} MiB, fill {o['fill_seconds']:.1f}s, "
                      f"training {o['seconds']:.1f}s")
+    return "\n".join(lines)
+
+
+def format_fixed_costs(b: CacheBench) -> str:
+    """Per stage, seconds outside the epochs' compute: in the 1st trial (which traces the
+    programs), a later trial reusing them, and a later trial compiling a model per stage."""
+    cols = [("1st trial", b.fixed(b.first)), ("later, reused", b.fixed(b.cached)),
+            ("later, per stage", b.fixed(b.fresh))]
+    lines = ["fixed cost per stage (s; a stage's time less its epochs at its fastest epoch's rate)",
+             f"{'stage':<7}{'layers open':>12}{'s/epoch':>9}" + "".join(f"{n:>18}" for n, _ in cols)]
+    for i, depth in enumerate(b.depths):
+        lines.append(f"{i:<7}{depth:>12}{b.steady[i]:>9.2f}"
+                     + "".join(f"{v[i]:>18.2f}" for _, v in cols))
+    lines.append(f"{'all':<7}{'':>12}{'':>9}" + "".join(f"{sum(v):>18.2f}" for _, v in cols))
     return "\n".join(lines)
 
 

@@ -49,7 +49,8 @@ def add_parsers(sub) -> None:
                    "TensorFlow then keeps every trial's variables in memory")
     p.add_argument("--worker-trials", type=int, default=None, metavar="N",
                    help="trials a worker process trains before it is replaced, bounding "
-                   "TensorFlow's per-trial memory leak (default 10 on the cache, 1 with --no-cache)")
+                   "TensorFlow's per-trial memory leak (default 50 on the cache, where it keeps "
+                   "its traced stage programs; 1 with --no-cache)")
     add_study_flags(p, results=False)
     add_data_flags(p)
 

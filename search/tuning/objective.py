@@ -92,7 +92,8 @@ class Objective:
                  argv: list[str] | None = None, cache=None, isolate: bool = False,
                  worker_trials: int | None = None, report: str = "epoch"):
         """isolate: train in a worker process (search.tuning.worker.Worker), replaced every
-        `worker_trials` trials (default 10 on the cache; 1 without, where a trial leaks more).
+        `worker_trials` trials (default 50 on the cache, where later trials reuse the traced stage
+        programs and leak little; 1 without, where a trial leaks more).
         report: what the pruner sees, "epoch" (val accuracy at every epoch, step = global
         epoch) or "stage" (best val accuracy at every stage end, step = stage index)."""
         if report not in ("epoch", "stage"):
@@ -106,7 +107,7 @@ class Objective:
 
             self.worker = Worker(data, cache.args() if cache is not None else None,
                                  space.max_depth(),
-                                 worker_trials or (10 if cache is not None else 1))
+                                 worker_trials or (50 if cache is not None else 1))
 
     def close(self) -> None:
         """End the worker process, if any (between trials; safe to call twice)."""
