@@ -59,6 +59,13 @@ class MatmulConv(keras.layers.Layer):
         return c.activation(keras.ops.reshape(y, (-1, h, w, k.shape[-1])))
 
 
+def load(model: keras.Model) -> None:
+    """Every MatmulConv in `model` takes its centre tap from its conv again (see MatmulConv.load)."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, MatmulConv):
+            layer.load()
+
+
 def write_back(model: keras.Model) -> None:
     """Write every MatmulConv's own centre tap in `model` back into its conv (see MatmulConv)."""
     for layer in model._flatten_layers():

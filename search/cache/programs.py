@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from search.cache.matmul import MatmulConv
+from search.cache import matmul
 from search.cache.surgery import build_cached_model
 from search.recipe.config import TrainConfig
 from search.recipe.model import HEAD, build_base, build_head, set_stage
@@ -92,6 +92,11 @@ def _copy(src_layers, dst_layers) -> None:
             v.assign(u.value)
 
 
+def _top(base: keras.Model, depth: int) -> list:
+    """The top `depth` layers of `base` (none for 0)."""
+    return base.layers[len(base.layers) - depth:]
+
+
 def _counting(step, key):
     """`step` (a model's train_step or test_step) that counts its traces: Keras calls it only while
     tracing the compiled function."""
@@ -139,16 +144,13 @@ class HeadPrograms:
                 owner_base: keras.Model) -> None:
         """Start a stage: the trial's weights (its head and top `depth` base layers, as the last
         stage left them), its layers opened, the optimizer zeroed as a new one starts, at `lr`."""
-        _copy(owner_base.layers[len(owner_base.layers) - depth:],
-              self.base.layers[len(self.base.layers) - depth:])
+        _copy(_top(owner_base, depth), _top(self.base, depth))
         _copy(*self._head_pairs(owner))
         set_stage(model, self.base, depth)
         for v in model.optimizer.variables:
             v.assign(np.zeros(v.shape, v.dtype))
         model.optimizer.learning_rate = lr
-        for layer in model._flatten_layers():
-            if isinstance(layer, MatmulConv):
-                layer.load()
+        matmul.load(model)
 
     def _head_pairs(self, owner: keras.Model) -> tuple[list, list]:
         """(the trial's head layers with weights, the matching layers here)."""
@@ -159,11 +161,8 @@ class HeadPrograms:
     def store(self, model: keras.Model, owner: keras.Model, owner_base: keras.Model,
               depth: int) -> None:
         """Copy what a stage trains back to the trial's own model (centre taps first)."""
-        for layer in model._flatten_layers():
-            if isinstance(layer, MatmulConv):
-                layer.write_back()
-        n = len(self.base.layers)
-        _copy(self.base.layers[n - depth:], owner_base.layers[len(owner_base.layers) - depth:])
+        matmul.write_back(model)
+        _copy(_top(self.base, depth), _top(owner_base, depth))
         theirs, mine = self._head_pairs(owner)
         _copy(mine, theirs)
 
