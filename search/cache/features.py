@@ -15,6 +15,7 @@ from search.cache.store import FeatureCache, weights_id
 from search.cache.surgery import boundary, build_bridge, build_cached_model, build_prefix
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
+from search.recipe.feed import array_stream
 from search.recipe.model import HEAD, build_augment
 from search.recipe.train import Stage
 
@@ -34,8 +35,8 @@ def predict_boundary(prefix, x, batch: int = 256) -> list[np.ndarray]:
     """The boundary tensors that `prefix` (a prefix or a bridge) makes from x (images, or a list
     of boundary arrays), always as a list (one array per tensor)."""
     x = [np.asarray(a, "float32") for a in x] if isinstance(x, list) else x.astype("float32")
-    out = prefix.predict(x[0] if isinstance(x, list) and len(x) == 1 else x, batch_size=batch,
-                         verbose=0)
+    out = prefix.predict(array_stream(x[0] if isinstance(x, list) and len(x) == 1 else x,
+                                      batch_size=batch), verbose=0)
     return out if isinstance(out, list) else [out]
 
 

@@ -7,7 +7,7 @@ head on its outputs: the same maths as the full model, on the same inputs.
 
 Augmentation: each training image gets `views` seeded augmented copies (Keras' own random layers,
 seeded per view), pushed through the prefix once; each epoch draws one view per image
-(search.recipe.train.batches). Validation and test use the plain image.
+(search.recipe.feed.batches). Validation and test use the plain image.
 
 Store: in memory, and on disk under `directory` when given (one folder per entry, written under a
 temporary name and renamed, so a partial entry is never read). Entries read from disk are

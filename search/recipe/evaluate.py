@@ -28,7 +28,9 @@ def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     if tuple(x.shape[1:]) != expected:
         raise DataError(f"the test images are {x.shape[1:]} but the model takes {expected}; "
                         "evaluate with the data source the model was trained on.")
-    return model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+    from search.recipe.feed import array_stream
+
+    return model.predict(array_stream(x.astype("float32"), batch_size=batch_size), verbose=0)
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, class_names, batch_size: int = 256) -> dict:
@@ -86,7 +88,9 @@ def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
 def predict(model, paths, class_names) -> list[tuple[str, str, float]]:
     shape = tuple(model.input_shape[1:])
     x = np.stack([read_image(p, shape) for p in paths]).astype("float32")
-    probs = model.predict(x, verbose=0)
+    from search.recipe.feed import array_stream
+
+    probs = model.predict(array_stream(x, batch_size=32), verbose=0)
     return [(str(p), class_names[int(i)], float(pr[i]))
             for p, pr, i in zip(paths, probs, probs.argmax(axis=1))]
 

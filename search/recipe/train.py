@@ -27,6 +27,7 @@ import tensorflow as tf
 from search.errors import DivergedError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
+from search.recipe.feed import array_stream, training_stream
 from search.recipe.model import BASE, HEAD, build_augment, build_model, set_stage
 
 # Each stage recompiles the model by design; TF's retracing warning about that is noise.
@@ -154,32 +155,6 @@ def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) 
         raise DivergedError(f"loss became non-finite (NaN/inf) at epoch {at} in stage {stage}")
 
 
-def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
-            first_epoch: int, epochs: int):
-    """Training batches for epochs first_epoch.. as one stream: epoch e shuffles with
-    rng(seed, e) and draws one view per image, so order and views depend only on (seed, epoch).
-
-    views[v][j] is input j of view v (N × ...); one view = no choice."""
-    n, n_views, n_inputs = len(y), len(views), len(views[0])
-    steps = math.ceil(n / batch_size)
-    for e in range(first_epoch, first_epoch + epochs):
-        rng = np.random.default_rng([seed, e])
-        order = rng.permutation(n)
-        pick = rng.integers(0, n_views, n) if n_views > 1 else np.zeros(n, dtype=int)
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            v = pick[idx]
-            xs = []
-            for j in range(n_inputs):
-                first = views[0][j]
-                out = np.empty((len(idx), *first.shape[1:]), dtype="float32")
-                for view in np.unique(v):
-                    m = v == view
-                    out[m] = views[view][j][idx[m]]
-                xs.append(out)
-            yield (tuple(xs) if n_inputs > 1 else xs[0]), y[idx]
-
-
 def make_optimizer(config: TrainConfig, lr: float) -> keras.optimizers.Optimizer:
     """A stage's optimizer: AdamW with the config's decoupled weight decay, plain Adam without."""
     if config.weight_decay > 0:
@@ -221,7 +196,7 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
         t0 = time.perf_counter()
         stage = stage_inputs(depth)
         model, val_x = stage.model, stage.val_inputs
-        val = (tuple(val_x) if len(val_x) > 1 else val_x[0], y_val)
+        val = array_stream(val_x if len(val_x) > 1 else val_x[0], y_val, 256)
         if stage.prepare is not None:
             if optimizer is not make_optimizer:
                 raise ValueError("a prepared stage brings its own optimizer (make_optimizer's)")
@@ -242,10 +217,11 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
                                                     min_lr=config.min_lr, verbose=0)
         cbs = [*([Sync(stage.sync)] if stage.sync else []), keras.callbacks.TerminateOnNaN(),
                StageCosine(epoch, planned[k]), plateau, stop, keep, *callbacks]
-        stream = batches(stage.train_views, y_train, config.batch_size, config.seed, epoch, epochs[k])
+        stream = training_stream(stage.train_views, y_train, config.batch_size, config.seed,
+                                 epoch, epochs[k])
         h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
                       epochs=epoch + epochs[k], initial_epoch=epoch, validation_data=val,
-                      validation_batch_size=256, shuffle=False, callbacks=cbs, verbose=verbose)
+                      shuffle=False, callbacks=cbs, verbose=verbose)
         if stage.sync:
             stage.sync()  # EarlyStopping may have restored an earlier epoch's private variables
         secs = time.perf_counter() - t0

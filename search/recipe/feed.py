@@ -1,0 +1,74 @@
+"""How arrays reach Keras: the training batch stream and tf.data pipelines with autotuning off.
+
+Keras turns numpy arrays and Python generators into tf.data pipelines with autotuning on. On a
+small machine that costs whole seconds: each pipeline's iterator runs an autotuning thread that
+sleeps 10 ms, 20 ms, 40 ms... (doubling), and destroying the iterator (at the end of every fit,
+every validation pass, every predict) waited for that thread to wake. A 2-epoch stage that
+computed for 6 s returned after 10.3 s, a 30 s predict after 41 s: the call ends on the grid
+10 ms x (2^k - 1), and whether it waits is a race, so the same trial ran 25-40 s. Every pipeline
+made here has autotuning off and a fixed prefetch; the batches and their order are unchanged, so
+results are the same bit for bit (docs/design.md, "Feeding Keras")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+
+def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
+            first_epoch: int, epochs: int):
+    """Training batches for epochs first_epoch.. as one stream: epoch e shuffles with
+    rng(seed, e) and draws one view per image, so order and views depend only on (seed, epoch).
+
+    views[v][j] is input j of view v (N × ...); one view = no choice."""
+    n, n_views, n_inputs = len(y), len(views), len(views[0])
+    steps = math.ceil(n / batch_size)
+    for e in range(first_epoch, first_epoch + epochs):
+        rng = np.random.default_rng([seed, e])
+        order = rng.permutation(n)
+        pick = rng.integers(0, n_views, n) if n_views > 1 else np.zeros(n, dtype=int)
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            v = pick[idx]
+            xs = []
+            for j in range(n_inputs):
+                first = views[0][j]
+                out = np.empty((len(idx), *first.shape[1:]), dtype="float32")
+                for view in np.unique(v):
+                    m = v == view
+                    out[m] = views[view][j][idx[m]]
+                xs.append(out)
+            yield (tuple(xs) if n_inputs > 1 else xs[0]), y[idx]
+
+
+def _quiet(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` with tf.data's autotuning (and its thread) off."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
+def _spec(a: np.ndarray, dtype=None) -> tf.TensorSpec:
+    return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(dtype or a.dtype))
+
+
+def training_stream(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
+                    first_epoch: int, epochs: int) -> tf.data.Dataset:
+    """`batches(...)` as a tf.data pipeline (the generator runs one batch ahead of the step)."""
+    xs = tuple(_spec(a, "float32") for a in views[0])
+    signature = (xs if len(xs) > 1 else xs[0], _spec(y))
+    ds = tf.data.Dataset.from_generator(
+        lambda: batches(views, y, batch_size, seed, first_epoch, epochs),
+        output_signature=signature)
+    return _quiet(ds.prefetch(1))
+
+
+def array_stream(x, y=None, batch_size: int = 256) -> tf.data.Dataset:
+    """Arrays (one, or a tuple or list of model inputs) and optional targets, in order, in
+    batches of `batch_size`: what Keras makes of arrays with shuffle off, without autotuning."""
+    if isinstance(x, list):
+        x = tuple(x)
+    items = (x,) if y is None else (x, y)  # a 1-tuple: inputs only, even when x is a tuple
+    return _quiet(tf.data.Dataset.from_tensor_slices(items).batch(batch_size).prefetch(1))
