@@ -46,6 +46,7 @@ class RunOptions:
     cache_dir: str | None = None  # default <results_dir>/cache; "none": memory only
     cache_mem: float = 4096.0
     cache_dtype: str = "float32"
+    xla: bool = False
 
     @classmethod
     def from_namespace(cls, ns, **extra):
@@ -67,7 +68,7 @@ class RunOptions:
             raise UserError("--aug-views must be at least 1 and --cache-mem 0 or more.")
         d = self.cache_dir or str(Path(self.results_dir) / "cache")
         return FeatureCache(None if d.lower() == "none" else d, self.cache_mem, self.aug_views,
-                            self.cache_dtype)
+                            self.cache_dtype, self.xla)
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,31 @@ def test_offline_imagenet_names_file_folder_and_flag(monkeypatch):
     for part in ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "~/.keras/models/",
                  "--weights PATH", "--weights none"):
         assert part in msg
+
+
+def test_a_weights_file_is_read_once_and_builds_the_same_model(tmp_path, monkeypatch):
+    """The second build of a weights file comes from memory: every weight (the file's, and the
+    head's seeded initial ones) equals the first build's bit for bit, and the file is not read."""
+    from search.recipe import model as model_module
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(3)
+    path = tmp_path / "w.weights.h5"
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    cfg = CFG.replace(weights=str(path))
+    monkeypatch.setattr(model_module, "_LOADED", {})
+
+    def built():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        return {w.path: keras.ops.convert_to_numpy(w) for w in build_model(cfg, (32, 32, 3), 10).weights}
+    first = built()
+    real_load = keras.Model.load_weights
+    monkeypatch.setattr(keras.Model, "load_weights", lambda *a, **k: pytest.fail("file read again"))
+    second = built()
+    monkeypatch.setattr(keras.Model, "load_weights", real_load)
+    assert first.keys() == second.keys() and len(first) > 300
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    saved = keras.applications.ResNet50(include_top=False, weights=str(path), input_shape=(32, 32, 3))
+    kernel = keras.ops.convert_to_numpy(saved.get_layer("conv1_conv").kernel)  # the file's
+    assert np.array_equal(first["conv1_conv/kernel"], kernel)

@@ -65,3 +65,17 @@ def test_reused_programs_give_a_fresh_model_s_values_and_trace_once(tmp_path):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Three programs (depths 0, 5, 10), each with a train and a test step.
     assert len(traced) == 6
+
+
+def test_xla_programs_are_their_own_and_train_to_the_same_numbers_within_float_noise(tmp_path):
+    """--xla: the cache's programs compile with XLA, apart from the plain ones (a process may hold
+    both), and give the plain programs' first epoch up to float noise. Dropout is off: under XLA
+    the stateless generator picks another algorithm, so dropout draws other masks."""
+    programs.clear()
+    cfg = CFG.replace(unfreeze_depth=0, stage_lrs=(), head_epochs=1, dropout=0.0)
+    plain = run(cfg, FeatureCache(tmp_path, views=2), reuse=True)
+    xla = run(cfg, FeatureCache(tmp_path, views=2, xla=True), reuse=True)
+    compiled = {key[-1]: p.models[0].jit_compile for key, p in programs._HEADS.items()}
+    assert compiled == {False: False, True: True}
+    np.testing.assert_allclose(xla.history[["loss", "val_loss"]].to_numpy(),
+                               plain.history[["loss", "val_loss"]].to_numpy(), rtol=1e-4)

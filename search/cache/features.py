@@ -99,7 +99,7 @@ def cached_stages(cache: FeatureCache | None, cache_depth: int = 0, reuse: bool 
     def source(config: TrainConfig, data: Data, model, base):
         deepest = max(cache_depth, config.unfreeze_depth)
         head = model.get_layer(HEAD)
-        progs = head_programs(config, data.num_classes) if reuse else None
+        progs = head_programs(config, data.num_classes, cache.xla) if reuse else None
         if progs is not None:
             progs.begin(model, config)
 

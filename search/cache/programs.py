@@ -110,8 +110,9 @@ class HeadPrograms:
     """A training network for one head structure: its base and head, and a compiled program per
     stage depth, all sharing the base's and head's variables."""
 
-    def __init__(self, config: TrainConfig, base: keras.Model, num_classes: int, key: tuple):
-        self.key, self.base, self.classes = key, base, num_classes
+    def __init__(self, config: TrainConfig, base: keras.Model, num_classes: int, key: tuple,
+                 xla: bool = False):
+        self.key, self.base, self.classes, self.xla = key, base, num_classes, xla
         self.head = build_head(config, base.output.shape[1:], num_classes, dropout=RateDropout)
         self.loss = SmoothedCrossentropy()
         self.models: dict[int, keras.Model] = {}
@@ -121,7 +122,8 @@ class HeadPrograms:
             model, _ = build_cached_model(config, self.base, self.head, depth)
             set_stage(model, self.base, depth)
             optimizer = make_optimizer(config, config.head_lr)
-            model.compile(optimizer=optimizer, loss=self.loss, metrics=["accuracy"])
+            model.compile(optimizer=optimizer, loss=self.loss, metrics=["accuracy"],
+                          jit_compile=self.xla)
             optimizer.build(model.trainable_variables)  # eagerly: no second trace to create slots
             model.train_step = _counting(model.train_step, ("train", self.key, depth))
             model.test_step = _counting(model.test_step, ("test", self.key, depth))
@@ -171,15 +173,15 @@ _BASES: dict[int, keras.Model] = {}
 _HEADS: OrderedDict[tuple, HeadPrograms] = OrderedDict()
 
 
-def head_programs(config: TrainConfig, num_classes: int) -> HeadPrograms:
-    """This process's programs for the config's structure, made on first use. The base is built
-    without weights: every trial copies its own in."""
+def head_programs(config: TrainConfig, num_classes: int, xla: bool = False) -> HeadPrograms:
+    """This process's programs for the config's structure, made on first use (compiled with XLA
+    when `xla`). The base is built without weights: every trial copies its own in."""
     size = config.image_size
     if size not in _BASES:
         _BASES[size] = build_base(config.replace(weights="none"))
-    key = (size, config.head_width, config.head_layers, num_classes, config.weight_decay)
+    key = (size, config.head_width, config.head_layers, num_classes, config.weight_decay, xla)
     if key not in _HEADS:
-        _HEADS[key] = HeadPrograms(config, _BASES[size], num_classes, key)
+        _HEADS[key] = HeadPrograms(config, _BASES[size], num_classes, key, xla)
         while len(_HEADS) > MAX_HEADS:
             _HEADS.popitem(last=False)
     _HEADS.move_to_end(key)

@@ -71,14 +71,17 @@ class CacheStats:
 
 class FeatureCache:
     def __init__(self, directory: str | Path | None = None, mem_limit_mb: float = 4096,
-                 views: int = 4, dtype: str = "float32"):
+                 views: int = 4, dtype: str = "float32", xla: bool = False):
+        """xla: the stage programs that train on this cache compile with XLA (jit_compile); it
+        changes how stages run, not what is cached (off by default: slower on 2-core CPUs,
+        docs/benchmarks.md)."""
         if views < 1:
             raise ValueError("views must be at least 1")
         if dtype not in ("float32", "float16"):
             raise ValueError("dtype must be float32 or float16")
         self.directory = Path(directory) if directory else None
         self.mem_limit = mem_limit_mb * 2**20
-        self.views, self.dtype = views, dtype
+        self.views, self.dtype, self.xla = views, dtype, xla
         self._mem: dict[str, list[np.ndarray]] = {}
         self._mem_bytes = 0
         self.stats = CacheStats()
@@ -86,7 +89,7 @@ class FeatureCache:
     def args(self) -> dict:
         """Constructor arguments: a child process opens the same store with them."""
         return {"directory": self.directory, "mem_limit_mb": self.mem_limit / 2**20,
-                "views": self.views, "dtype": self.dtype}
+                "views": self.views, "dtype": self.dtype, "xla": self.xla}
 
     # ----- keys
     def key(self, parts: dict) -> str:

@@ -36,6 +36,9 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
                         "it, and whenever read back from disk, entries are memory-mapped")
     g.add_argument("--cache-dtype", choices=("float32", "float16"), default=RunOptions.cache_dtype,
                    help="storage type of cached tensors (default float32)")
+    g.add_argument("--xla", action="store_true", help="compile the cached stages' train and test "
+                   "steps with XLA; off by default: 1.3-2.5x slower per epoch on a 2-core CPU "
+                   "(docs/benchmarks.md), worth measuring on a GPU")
 
 
 def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
