@@ -37,7 +37,7 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dtype", choices=("float32", "float16"), default=RunOptions.cache_dtype,
                    help="storage type of cached tensors (default float32)")
     g.add_argument("--xla", action="store_true", help="compile the cached stages' train and test "
-                   "steps with XLA; off by default: 1.3-2.5x slower per epoch on a 2-core CPU "
+                   "steps with XLA; off by default: 1.2-2.2x slower per epoch on a 2-core CPU "
                    "(docs/benchmarks.md), worth measuring on a GPU")
 
 

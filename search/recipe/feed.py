@@ -1,13 +1,12 @@
 """How arrays reach Keras: the training batch stream and tf.data pipelines with autotuning off.
 
 Keras turns numpy arrays and Python generators into tf.data pipelines with autotuning on. On a
-small machine that costs whole seconds: each pipeline's iterator runs an autotuning thread that
-sleeps 10 ms, 20 ms, 40 ms... (doubling), and destroying the iterator (at the end of every fit,
-every validation pass, every predict) waited for that thread to wake. A 2-epoch stage that
-computed for 6 s returned after 10.3 s, a 30 s predict after 41 s: the call ends on the grid
-10 ms x (2^k - 1), and whether it waits is a race, so the same trial ran 25-40 s. Every pipeline
-made here has autotuning off and a fixed prefetch; the batches and their order are unchanged, so
-results are the same bit for bit (docs/design.md, "Feeding Keras")."""
+2-core machine that cost whole seconds: each iterator (one per fit, validation pass, predict)
+runs an autotuning thread that sleeps 10 ms, 20 ms, 40 ms... (doubling), and calls ended near
+the grid 10 ms x (2^k - 1) with a core idle: a stage that computed for 6 s took 10.5 s, at
+random, so the same trial took 29-42 s. Every pipeline made here has autotuning off and a
+prefetch of one batch; the batches and their order are unchanged, so results are the same bit
+for bit (docs/design.md, "Feeding Keras without tf.data's autotuning")."""
 
 from __future__ import annotations
 
