@@ -35,8 +35,7 @@ def predict_boundary(prefix, x, batch: int = 256) -> list[np.ndarray]:
     """The boundary tensors that `prefix` (a prefix or a bridge) makes from x (images, or a list
     of boundary arrays), always as a list (one array per tensor)."""
     x = [np.asarray(a, "float32") for a in x] if isinstance(x, list) else x.astype("float32")
-    out = prefix.predict(array_stream(x[0] if isinstance(x, list) and len(x) == 1 else x,
-                                      batch_size=batch), verbose=0)
+    out = prefix.predict(array_stream(x, batch_size=batch), verbose=0)
     return out if isinstance(out, list) else [out]
 
 

@@ -65,9 +65,10 @@ def training_stream(views: list[list[np.ndarray]], y: np.ndarray, batch_size: in
 
 
 def array_stream(x, y=None, batch_size: int = 256) -> tf.data.Dataset:
-    """Arrays (one, or a tuple or list of model inputs) and optional targets, in order, in
-    batches of `batch_size`: what Keras makes of arrays with shuffle off, without autotuning."""
-    if isinstance(x, list):
-        x = tuple(x)
+    """Arrays (one, or a tuple or list of model inputs; a list of one is that one) and optional
+    targets, in order, in batches of `batch_size`: what Keras makes of arrays with shuffle off,
+    without autotuning."""
+    if isinstance(x, (list, tuple)):
+        x = x[0] if len(x) == 1 else tuple(x)
     items = (x,) if y is None else (x, y)  # a 1-tuple: inputs only, even when x is a tuple
     return _quiet(tf.data.Dataset.from_tensor_slices(items).batch(batch_size).prefetch(1))

@@ -104,7 +104,7 @@ def build_augment(config: TrainConfig) -> keras.Sequential:
     return keras.Sequential(layers, name=AUGMENT)
 
 
-_LOADED: dict[tuple, list[np.ndarray]] = {}  # (weights file, its mtime and size, image size) -> weights
+_LOADED: dict[tuple, list[np.ndarray]] = {}  # (weights file, its mtime, its size) -> the base's weights
 
 
 def build_base(config: TrainConfig) -> keras.Model:
@@ -119,15 +119,15 @@ def build_base(config: TrainConfig) -> keras.Model:
                                            input_shape=(size, size, 3), name=BASE)
     if arg in (None, "imagenet"):
         return resnet(arg)
-    st = Path(arg).stat()
-    key = (str(Path(arg).resolve()), st.st_mtime_ns, st.st_size, size)
+    path = Path(arg).resolve()
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)  # one file's weights fit every image size
     if key not in _LOADED:
         base = resnet(arg)
-        _LOADED[key] = [keras.ops.convert_to_numpy(w) for w in base.weights]
+        _LOADED[key] = base.get_weights()
         return base
     base = resnet(None)
-    for w, value in zip(base.weights, _LOADED[key], strict=True):
-        w.assign(value)
+    base.set_weights(_LOADED[key])
     return base
 
 

@@ -195,8 +195,7 @@ def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage
                 break
         t0 = time.perf_counter()
         stage = stage_inputs(depth)
-        model, val_x = stage.model, stage.val_inputs
-        val = array_stream(val_x if len(val_x) > 1 else val_x[0], y_val, 256)
+        model, val = stage.model, array_stream(stage.val_inputs, y_val, 256)
         if stage.prepare is not None:
             if optimizer is not make_optimizer:
                 raise ValueError("a prepared stage brings its own optimizer (make_optimizer's)")
