@@ -29,6 +29,7 @@ from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.recipe.feed import array_stream, training_stream
 from search.recipe.model import BASE, HEAD, build_augment, build_model, set_stage
+from search.recipe.session import reset_session
 
 # Each stage recompiles the model by design; TF's retracing warning about that is noise.
 tf.get_logger().setLevel("ERROR")
@@ -253,8 +254,7 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
     what each stage fits on (default live_stages: the full network on live, freshly augmented
     images every epoch; search.cache.cached_stages: each stage's open layers on cached tensors)."""
     t_start = time.perf_counter()
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
+    reset_session(config.seed, free_memory=True)  # keeps compiled stage programs warm
 
     n_cls = data.num_classes
     y_train = keras.utils.to_categorical(data.y_train, n_cls)

@@ -10,7 +10,6 @@ Optuna reaches training only through Keras callbacks (pruning). What a trial lea
 
 from __future__ import annotations
 
-import gc
 import math
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from search.errors import DivergedError
 from search.files import write_atomic
 from search.recipe.data import Data
 from search.recipe.run_dir import write_history, write_start
+from search.recipe.session import reset_session
 from search.recipe.train import train
 from search.secrets import mask_url
 from search.tuning.optuna_space import suggest
@@ -141,8 +141,7 @@ class Objective:
             note(trial, f"**failed**: {type(e).__name__}: {e}"[:1000], epochs=len(epochs.rows))
             raise
         finally:
-            keras.backend.clear_session()
-            gc.collect()
+            reset_session(free_memory=True)
         for attr, values in stage_attrs(stages).items():
             trial.set_user_attr(attr, values)
         trial.set_user_attr("epochs", int(len(history)))
