@@ -6,11 +6,18 @@ runs an autotuning thread that sleeps 10 ms, 20 ms, 40 ms... (doubling), and cal
 the grid 10 ms x (2^k - 1) with a core idle: a stage that computed for 6 s took 10.5 s, at
 random, so the same trial took 29-42 s. Every pipeline made here has autotuning off and a
 prefetch of one batch; the batches and their order are unchanged, so results are the same bit
-for bit (docs/design.md, "Feeding Keras without tf.data's autotuning")."""
+for bit (docs/design.md, "Feeding Keras without tf.data's autotuning").
+
+The training stream also undoes a malloc setting that TensorFlow's generator pipelines make
+(`malloc_like_glibc`)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
+import platform
 
 import numpy as np
 import tensorflow as tf
@@ -53,9 +60,37 @@ def _spec(a: np.ndarray, dtype=None) -> tf.TensorSpec:
     return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(dtype or a.dtype))
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt() parameters
+MMAP_MAX = 32 * 2**20  # glibc's ceiling for its dynamic mmap threshold on 64-bit (trim: twice)
+
+
+@functools.cache
+def _mallopt():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+
+
+def malloc_like_glibc() -> bool:
+    """Give glibc's malloc back the thresholds it would reach by itself (glibc only; else False).
+
+    The first tf.data generator pipeline of a process calls mallopt(M_TRIM_THRESHOLD, 128 KiB)
+    (its log: "Memory patch applied"). Setting any threshold switches off glibc's dynamic mmap
+    threshold, which then stays at 128 KiB: every larger tensor (a batch's activations) is
+    mmap'ed and unmapped at every step, and its pages faulted in again, about 600,000 page
+    faults in a 7-stage trial (docs/benchmarks.md). Set here: the mmap threshold glibc's dynamic
+    rule tops out at, and trimming at twice that, as that rule does."""
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_MAX) and mallopt(M_TRIM_THRESHOLD, 2 * MMAP_MAX))
+
+
 def training_stream(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
                     first_epoch: int, epochs: int) -> tf.data.Dataset:
-    """`batches(...)` as a tf.data pipeline (the generator runs one batch ahead of the step)."""
+    """`batches(...)` as a tf.data pipeline (the generator runs one batch ahead of the step).
+    Each call also re-asserts malloc's thresholds over TensorFlow's (`malloc_like_glibc`)."""
+    malloc_like_glibc()
     xs = tuple(_spec(a, "float32") for a in views[0])
     signature = (xs if len(xs) > 1 else xs[0], _spec(y))
     ds = tf.data.Dataset.from_generator(
