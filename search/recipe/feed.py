@@ -3,10 +3,9 @@
 Keras turns numpy arrays and Python generators into tf.data pipelines with autotuning on. On a
 2-core machine that cost whole seconds: each iterator (one per fit, validation pass, predict)
 runs an autotuning thread that sleeps 10 ms, 20 ms, 40 ms... (doubling), and calls ended near
-the grid 10 ms x (2^k - 1) with a core idle: a stage that computed for 6 s took 10.5 s, at
-random, so the same trial took 29-42 s. Every pipeline made here has autotuning off and a
-prefetch of one batch; the batches and their order are unchanged, so results are the same bit
-for bit (docs/design.md, "Feeding Keras without tf.data's autotuning").
+the grid 10 ms x (2^k - 1) with a core idle, at random. Every pipeline made here has autotuning
+off and a prefetch of one batch; the batches and their order are unchanged, so results are the
+same bit for bit (docs/design.md, "Feeding Keras without tf.data's autotuning", has the figures).
 
 The training stream also undoes a malloc setting that TensorFlow's generator pipelines make
 (`malloc_like_glibc`)."""
@@ -77,9 +76,9 @@ def malloc_like_glibc() -> bool:
     The first tf.data generator pipeline of a process calls mallopt(M_TRIM_THRESHOLD, 128 KiB)
     (its log: "Memory patch applied"). Setting any threshold switches off glibc's dynamic mmap
     threshold, which then stays at 128 KiB: every larger tensor (a batch's activations) is
-    mmap'ed and unmapped at every step, and its pages faulted in again, about 600,000 page
-    faults in a 7-stage trial (docs/benchmarks.md). Set here: the mmap threshold glibc's dynamic
-    rule tops out at, and trimming at twice that, as that rule does."""
+    mmap'ed and unmapped at every step, and its pages faulted in again (figures in
+    docs/benchmarks.md). Set here: the mmap threshold glibc's dynamic rule tops out at, and
+    trimming at twice that, as that rule does."""
     mallopt = _mallopt()
     if mallopt is None:
         return False

@@ -2,24 +2,17 @@
 
 Every trial starts from `keras.backend.clear_session()` and `keras.utils.set_random_seed(seed)`,
 so that layer names and random draws depend on the seed alone. Both also clear TensorFlow's
-eager kernel cache (`clear_session` directly, `tf.random.set_seed` "to reset any existing seeds"),
-which holds every tf.function as instantiated and optimised by Grappler. A stage program that is
-traced once per worker (search.cache.programs) then still paid that instantiation again on its
-first step in every trial: 0.1-0.4 s per program (train and test step of each stage), growing
-with the layers it opens, about 2.6 s of a 7-stage trial (docs/benchmarks.md).
-
-Clearing that cache does one thing besides: stateful random kernels (tf.random.uniform and the
-like, which keep a position in their stream inside the kernel) restart from the seed. No graph
-we build holds one (Keras 3 draws with stateless ops seeded by SeedGenerator variables, and so
-does search.cache.programs.RateDropout), and tests/test_programs.py checks that a reused program
-gives every trial the values of a fresh model. So `reset_session` does what the two Keras calls
-do but leaves the kernel cache alone.
+eager kernel cache (`tf.random.set_seed` "to reset any existing seeds"), where every tf.function
+sits instantiated and optimised by Grappler, so a stage program traced once per worker
+(search.cache.programs) was instantiated again in every trial. The only other effect of that
+clearing, restarting stateful random kernels, touches no graph here: Keras 3 and RateDropout draw
+with stateless ops. Why, the figures and the tests: docs/design.md, "Keeping compiled functions
+across trials".
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 
 import keras
 
@@ -44,12 +37,9 @@ def _kernels_kept():
         pywrap_tfe.TFE_ContextClearCaches = clear
 
 
-def reset_session(seed: int | None = None, free_memory: bool = False) -> None:
-    """keras.backend.clear_session() and, with a seed, keras.utils.set_random_seed(seed), keeping
-    TensorFlow's instantiated functions. `free_memory`: also run Python's garbage collector."""
+def reset_session(seed: int) -> None:
+    """keras.backend.clear_session() (garbage collection included) and
+    keras.utils.set_random_seed(seed), keeping TensorFlow's instantiated functions."""
     with _kernels_kept():
-        keras.backend.clear_session(free_memory=False)
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-    if free_memory:
-        gc.collect()
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)

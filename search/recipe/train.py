@@ -254,7 +254,7 @@ def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose
     what each stage fits on (default live_stages: the full network on live, freshly augmented
     images every epoch; search.cache.cached_stages: each stage's open layers on cached tensors)."""
     t_start = time.perf_counter()
-    reset_session(config.seed, free_memory=True)  # keeps compiled stage programs warm
+    reset_session(config.seed)  # every trial's one reset; keeps compiled stage programs warm
 
     n_cls = data.num_classes
     y_train = keras.utils.to_categorical(data.y_train, n_cls)

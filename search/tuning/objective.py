@@ -23,7 +23,6 @@ from search.errors import DivergedError
 from search.files import write_atomic
 from search.recipe.data import Data
 from search.recipe.run_dir import write_history, write_start
-from search.recipe.session import reset_session
 from search.recipe.train import train
 from search.secrets import mask_url
 from search.tuning.optuna_space import suggest
@@ -140,8 +139,6 @@ class Objective:
             self._record_partial(trial, epochs, run_dir)
             note(trial, f"**failed**: {type(e).__name__}: {e}"[:1000], epochs=len(epochs.rows))
             raise
-        finally:
-            reset_session(free_memory=True)
         for attr, values in stage_attrs(stages).items():
             trial.set_user_attr(attr, values)
         trial.set_user_attr("epochs", int(len(history)))
