@@ -193,6 +193,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.cache.features import cached_stages
     from search.files import write_json
     from search.report.page import make_report, trials_table
+    from search.runner.worker import make_runner
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
     from search.tuning.study import check_outcome, create_or_resume, finalize, report_unit, run
@@ -219,9 +220,9 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     if cache is not None and cache.directory is None and not opts.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
-    objective = Objective(space, data, study_dir, verbose=opts.verbose, cache=cache,
-                          isolate=not opts.no_isolate, worker_trials=opts.worker_trials,
-                          report=report_unit(opts.pruner))
+    runner = make_runner(data, cache, space.max_depth(), isolate=not opts.no_isolate,
+                         max_runs=opts.worker_trials, log=print if opts.verbose else None)
+    objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner))
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
                opts.max_failures)
@@ -246,18 +247,23 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
 
 def _search_keras_tuner(opts: SearchOptions, space, data, t0: float) -> SearchOutcome:
     from search.cache.features import cached_stages
+    from search.runner.worker import make_runner
     from search.tuning import kt_backend
     from search.tuning.retrain import finalize_config
 
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
     cache = opts.make_cache()
-    tuner = kt_backend.make_tuner(opts.tuner, space, data, study_dir, opts.trials, cache=cache,
+    runner = make_runner(data, cache, space.max_depth(), isolate=not opts.no_isolate,
+                         max_runs=opts.worker_trials, log=print if opts.verbose else None)
+    tuner = kt_backend.make_tuner(opts.tuner, space, runner, study_dir, opts.trials,
                                   epoch_budget=opts.epoch_budget)
-    tuner.oracle.max_trials = len(tuner.oracle.trials) + opts.trials  # new trials in this call
     print(f"keras-tuner {opts.tuner} in {study_dir / 'keras_tuner'} "
           f"({len(tuner.oracle.trials)} trials so far); space {space.path}")
-    tuner.search(verbose=0)
+    try:
+        kt_backend.search(tuner)
+    finally:
+        runner.close()
     print(f"trials table: {kt_backend.write_table(study_dir)}")
     best = kt_backend.best(study_dir)
     test = None

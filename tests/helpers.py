@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from search.recipe.config import TrainConfig
 from search.recipe.data import Data, Source, make_data
 from search.recipe.synthetic import colour_source
 
@@ -24,3 +25,26 @@ def write_tiny_folders(root, n_train=120, n_test=40):
             d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(d / f"{i:04d}.png")
     return root
+
+
+def tiny_config(**changes) -> TrainConfig:
+    """A config that trains in seconds on tiny_data(200, 50): random base, the seed recipe's
+    schedule cut to a stage or two."""
+    base = TrainConfig(weights="none", train_samples=200, val_samples=50, head_epochs=1,
+                       unfreeze_depth=5, stage_lrs=(1e-3,), finetune_epochs=1, batch_size=32,
+                       early_stop_patience=5)
+    return base.replace(**changes)
+
+
+def fill(cache, cfg=None, data=None, depth=5):
+    """The boundary tensors of `depth` for cfg (default tiny_config()) through `cache`, on a
+    network reset for cfg (a random base drawn from its seed)."""
+    from search.cache.features import boundary_features
+    from search.recipe.network import Networks
+
+    cfg = cfg or tiny_config()
+    data = data or tiny_data(200, 50)
+    networks = Networks()
+    net = networks.get(cfg, data.x_train.shape[1:], data.num_classes)
+    net.reset(cfg, networks.bank)
+    return boundary_features(cfg, data, net.base, depth, cache)

@@ -1,5 +1,9 @@
 """The job options: what the CLI parses is what the jobs get, and the resume command is exact."""
 
+import re
+from pathlib import Path
+
+from conftest import ROOT
 from search.cli.main import build_parser
 from search.jobs import RunOptions, SearchOptions
 
@@ -22,3 +26,50 @@ def test_the_resume_command_masks_a_storage_password():
 def test_parser_defaults_are_the_options_defaults():
     for command, cls in (("search", SearchOptions), ("train", RunOptions)):
         assert cls.from_namespace(build_parser().parse_args([command])) == cls()
+
+
+# Flags whose default is a behaviour rather than a value; their figures are checked one by one.
+DESCRIBED = {"storage", "sampler_seed", "data_dir", "cache_dir", "model", "out", "heartbeat",
+             "worker_trials", "xla"}
+
+
+def _stated(help_text: str) -> str | None:
+    m = re.search(r"default:?\s+([^);]+)", help_text)
+    return m.group(1).strip() if m else None
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (str, Path)) and Path(value).is_absolute():
+        return str(Path(value).relative_to(ROOT))
+    return str(value)
+
+
+def test_every_default_that_help_states_is_the_one_the_code_uses():
+    from search.recipe.config import TrainConfig
+    from search.runner.worker import DEFAULT_RUNS
+    from search.tuning.space import DEFAULT_SPACE
+    from search.tuning.storage import default_heartbeat
+
+    effective = {"train_samples": TrainConfig.train_samples, "val_samples": TrainConfig.val_samples,
+                 "image_size": TrainConfig.image_size, "space": DEFAULT_SPACE}
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    checked = 0
+    for name, sub in commands.items():
+        for action in sub._actions:
+            text = _stated(action.help or "")
+            if text is None or action.dest in DESCRIBED:
+                continue
+            value = action.default if action.default is not None else effective[action.dest]
+            assert text.startswith(_shown(value)), f"{name} --{action.dest}: help says {text!r}"
+            checked += 1
+    assert checked > 60
+    search = {a.dest: a.help for a in commands["search"]._actions}
+    assert f"default {DEFAULT_RUNS['cache']} on the cache" in search["worker_trials"]
+    assert f"{DEFAULT_RUNS['live']} with --no-cache" in search["worker_trials"]
+    assert f"default {default_heartbeat('postgresql://h/db', None)} on PostgreSQL" in search["heartbeat"]
+    assert default_heartbeat("sqlite:///x.db", None) is None and "off on SQLite" in search["heartbeat"]

@@ -1,7 +1,9 @@
-"""The layout is the architecture: imports run one way (recipe -> cache -> tuning -> report ->
-jobs -> bench -> cli), no module imports one above it, and training never loads a search backend."""
+"""The layout is the architecture: imports run one way (recipe -> cache -> runner -> tuning ->
+report -> jobs -> bench -> cli), no module imports one above it, training never loads a search
+backend, and importing the package changes no process-wide setting."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +11,11 @@ from pathlib import Path
 from conftest import ROOT
 
 PACKAGE = ROOT / "search"
-# Lowest first; a module may import its own layer and those before it. errors, files, secrets are the
-# shared floor; each subpackage's __init__ holds no imports of its own.
-LAYERS = ["search.errors", "search.files", "search.secrets", "search.recipe", "search.cache", "search.tuning",
-          "search.report", "search.jobs", "search.bench", "search.cli"]
+# Lowest first; a module may import its own layer and those before it. errors, files, secrets and
+# process are the shared floor; each subpackage's __init__ holds no imports of its own.
+LAYERS = ["search.errors", "search.files", "search.secrets", "search.process", "search.recipe",
+          "search.cache", "search.runner", "search.tuning", "search.report", "search.jobs",
+          "search.bench", "search.cli"]
 
 
 def module_name(path: Path) -> str:
@@ -94,10 +97,28 @@ def test_subpackage_inits_import_nothing_but_the_cli_face():
 
 def test_training_and_the_cache_load_no_search_backend():
     code = ("import sys; import search.recipe.train, search.recipe.evaluate, search.recipe.run_dir, "
-            "search.cache.features, search.tuning.worker, search.tuning.retrain; "
+            "search.cache.features, search.runner.trial, search.runner.worker, "
+            "search.tuning.retrain; "
             "print(sorted(m for m in ('optuna', 'optuna_integration', 'keras_tuner') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_importing_the_package_changes_no_process_wide_setting():
+    """Loggers, warning filters and TensorFlow's environment are set by search.process.configure
+    at a process's start (the CLI, a worker), never as a side effect of an import."""
+    code = ("import logging, os, warnings; "
+            "import search.cli.main, search.jobs, search.tuning.study, search.tuning.objective, "
+            "search.runner.trial, search.report.page, search.bench.quality; "
+            "import optuna; ours = [f for f in warnings.filters if 'independent' in "
+            "str(f[1]) or f[2] is optuna.exceptions.ExperimentalWarning]; "
+            "print(ours == [], os.environ.get('TF_CPP_MIN_LOG_LEVEL'), "
+            "logging.getLogger('tensorflow').level, optuna.logging.get_verbosity())")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-4:] == ["True", "None", "0", "20"]  # optuna at its own INFO

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,10 +105,11 @@ def test_export_round_trips_and_train_reproduces_the_best_params(searched, tmp_p
 
 
 @pytest.mark.slow
-def test_rerun_adds_trials_to_the_same_study(searched):
+def test_rerun_adds_trials_to_the_same_study(searched, tmp_path):
+    shutil.copytree(searched, tmp_path, dirs_exist_ok=True)  # the shared study stays as it was
     assert main(["search", "--trials", "2", "--no-final", "--no-cache", "--pruner", "median",
-                 *common(searched)]) == 0  # the pruner it was started with: steps must match
-    trials = load(searched).trials
+                 *common(tmp_path)]) == 0  # the pruner it was started with: steps must match
+    trials = load(tmp_path).trials
     assert len(trials) == 5 and [t.number for t in trials] == list(range(5))
     assert sum(t.params == trials[0].params for t in trials) == 1  # the seed is not re-enqueued
 
@@ -122,7 +124,8 @@ def test_resume_with_a_conflicting_space_is_refused(searched, capsys):
 
 
 def test_resume_with_a_pruner_of_another_step_is_refused(searched, capsys):
-    n = len(load(searched).trials)  # 3, or 5 after the (slow) rerun test
+    n = len(load(searched).trials)
+    assert n == 3  # no other test adds to the shared study
     assert main(["search", "--trials", "1", "--pruner", "stage", *common(searched)]) == 2
     err = capsys.readouterr().err
     assert "pruned per epoch" in err and "--pruner hyperband or median or none or sha" in err
@@ -199,27 +202,46 @@ def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(tmp_p
                for t in trials)
 
 
-@pytest.mark.slow
-def test_sigint_fails_the_running_trial_keeps_completed_ones_and_resumes(tmp_path):
-    write_tiny_folders(tmp_path / "data")
-    cmd = [sys.executable, "run_search.py", "--trials", "20", "--pruner", "none", *common(tmp_path)]
+def interrupt_when(cmd, ready, timeout=600):
+    """Start `cmd`, send SIGINT once `ready(line)` holds for a printed line (and then whatever
+    `ready` waits on), and return (exit code, stdout, stderr). Waits on conditions, not a clock:
+    a slow machine only takes longer."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
+    lines = []
     try:
-        for line in proc.stdout:  # wait for the first finished trial, then interrupt the next
-            if line.startswith("trial ") and "COMPLETE" in line:
+        for line in proc.stdout:
+            lines.append(line)
+            if ready(line):
                 break
-        deadline = time.time() + 60  # until the next trial is training (it reported an epoch)
-        while time.time() < deadline and not [
-                t for t in load(tmp_path).get_trials(states=(TrialState.RUNNING,))
-                if t.intermediate_values]:
-            time.sleep(0.1)
+        else:
+            pytest.fail(f"the condition never held: {''.join(lines)[-2000:]}")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         proc.kill()
-    assert proc.returncode != 0
+    return proc.returncode, "".join(lines) + out, err
+
+
+def a_trial_is_training(tmp):
+    """True once a trial after the first completed one is running and has reported an epoch."""
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        trials = load(tmp).get_trials()
+        if any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials):
+            return True
+        time.sleep(0.1)
+    pytest.fail("no trial started training in 10 minutes")
+
+
+@pytest.mark.slow
+def test_sigint_in_a_trial_fails_it_keeps_completed_ones_and_resumes(tmp_path):
+    write_tiny_folders(tmp_path / "data")
+    cmd = [sys.executable, "run_search.py", "--trials", "20", "--pruner", "none", *common(tmp_path)]
+    rc, _, err = interrupt_when(cmd, lambda line: line.startswith("trial ") and "COMPLETE" in line
+                                and a_trial_is_training(tmp_path))
+    assert rc == 130, err[-2000:]
     assert "Resume with" in err and "run_search.py" in err
     hint = err[err.index("Resume with"):]  # the flags this search was given, not the test's argv
     assert "--pruner none" in hint and str(tmp_path / "res") in hint and "--trials 20" in hint
@@ -233,6 +255,17 @@ def test_sigint_fails_the_running_trial_keeps_completed_ones_and_resumes(tmp_pat
     after = load(tmp_path).trials
     assert [(t.number, t.value) for t in after if t.state == TrialState.COMPLETE][:-1] == complete
     assert len(after) == len(before) + 1 and after[-1].state == TrialState.COMPLETE
+
+
+@pytest.mark.slow
+def test_sigint_in_the_retrain_ends_non_zero_keeps_every_trial_and_publishes_nothing(tmp_path):
+    write_tiny_folders(tmp_path / "data")
+    cmd = [sys.executable, "run_search.py", "--trials", "2", "--pruner", "none", *common(tmp_path)]
+    rc, out, err = interrupt_when(cmd, lambda line: line.startswith("retraining best with seed"))
+    assert rc == 130 and "interrupted" in err, (out[-2000:], err[-2000:])
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert not (tmp_path / "res" / DEFAULT_STUDY / "best").exists()  # no half set published
 
 
 def test_export_without_any_storage_writes_nothing(tmp_path, capsys):
@@ -291,7 +324,8 @@ def test_stage_pruning_acts_at_stage_ends_alike_in_a_worker_and_in_process(tmp_p
 def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, capsys):
     from search.recipe.config import SEED_CONFIG, TrainConfig
     from search.recipe.data import make_data
-    from search.tuning.worker import Worker
+    from search.runner.events import EpochEnd, Stopped
+    from search.runner.worker import WorkerRunner, WorkerSpec
     from tests.helpers import tiny_source
 
     assert main(["search", "--worker-trials", "0", *common(tmp_path)]) == 2
@@ -301,19 +335,20 @@ def test_worker_is_reused_then_replaced_and_a_bad_value_is_refused(tmp_path, cap
     config = TrainConfig.load(SEED_CONFIG).replace(
         weights="none", head_epochs=1, unfreeze_depth=0, stage_lrs=(), batch_size=20,
         train_samples=40, val_samples=20)
-    worker = Worker(data, None, 0, max_trials=2)
+    worker = WorkerRunner(WorkerSpec(data), max_runs=2)
     try:
         seen = []
-        values = [worker.train(config, lambda e, logs: seen.append(e) and False)[1]
+        values = [worker.run(config, lambda e: seen.append(e.epoch) and False).value
                   for _ in range(3)]
-        assert worker.started == 2 and worker.trials == 1  # 2 trials in the first, 1 in the next
+        assert worker.started == 2 and worker.runs == 1  # 2 runs in the first, 1 in the next
         assert seen == [0, 0, 0] and values[0] == values[1] == values[2]
-        worker.proc.kill()  # dies while idle, with a trial to spare: the next gets a new one
+        worker.proc.kill()  # dies while idle, with a run to spare: the next gets a new one
         worker.proc.join(5)
-        assert worker.train(config, lambda e, logs: False)[1] == values[0]
-        assert worker.started == 3 and worker.trials == 1
+        assert worker.run(config).value == values[0]
+        assert worker.started == 3 and worker.runs == 1
         pid = worker.proc.pid
-        assert worker.train(config, lambda e, logs: True) == ("stopped",)  # pruned: kept
+        stopped = worker.run(config, lambda e: isinstance(e, EpochEnd))  # pruned: kept
+        assert stopped == Stopped("at epoch 0", 1)
         assert worker.proc.pid == pid and worker.started == 3
     finally:
         worker.close()
@@ -376,12 +411,12 @@ def test_the_saved_model_loads_and_predicts_without_this_package(searched, tmp_p
 
 def test_a_search_whose_trials_all_fail_stops_and_exits_1_with_the_reason(tmp_path, capsys,
                                                                            monkeypatch):
-    import search.tuning.objective as objective
+    import search.runner.trial as trial_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("the GPU caught fire")
 
-    monkeypatch.setattr(objective, "train", broken)
+    monkeypatch.setattr(trial_module, "train", broken)
     write_tiny_folders(tmp_path / "data", 40, 20)
     argv = ["search", "--trials", "10", "--max-failures", "3", "--no-isolate", *common(tmp_path),
             "--train-samples", "40", "--val-samples", "10"]

@@ -2,15 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import tiny_data
+from helpers import tiny_config, tiny_data
 from search.errors import DivergedError
-from search.recipe.config import TrainConfig
 from search.recipe.train import train
 
 # Two stages (head, then the top 5 layers), 2 epochs each: small enough for CI, long enough to learn.
-CFG = TrainConfig(weights="none", train_samples=200, val_samples=50, head_epochs=2,
-                  unfreeze_depth=5, stage_lrs=(1e-4,), finetune_epochs=2, batch_size=32,
-                  early_stop_patience=5)
+CFG = tiny_config(head_epochs=2, stage_lrs=(1e-4,), finetune_epochs=2)
 
 
 @pytest.fixture(scope="module")

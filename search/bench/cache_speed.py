@@ -35,7 +35,7 @@ class CacheBench:
     memory_mib: float
     val_accuracy: dict[str, float]  # "no cache", "cached"
     other_dtype: dict | None = None  # dtype, val_accuracy, memory_mib, fill_seconds, seconds
-    fresh: list[float] | None = None  # a later cached trial compiling a model per stage (no reuse)
+    fresh: list[float] | None = None  # a new worker's 1st trial on the filled cache (builds, traces)
     steady: list[float] | None = None  # per stage, its fastest epoch in the later trial
 
     def fixed(self, seconds: list[float]) -> list[float]:
@@ -77,11 +77,11 @@ class EpochClock:
 
 def bench_cache(opts: RunOptions, stage_epochs: int = 2, skip_live: bool = False,
                 skip_float16: bool = False, log=print) -> CacheBench:
-    from search.cache import programs
     from search.cache.features import cached_stages
     from search.cache.store import FeatureCache
     from search.recipe.data import load_source, make_data
     from search.recipe.model import check_weights
+    from search.recipe.network import Networks
     from search.recipe.train import train
 
     e = stage_epochs
@@ -98,20 +98,22 @@ def bench_cache(opts: RunOptions, stage_epochs: int = 2, skip_live: bool = False
     live = None if skip_live else train(config, data, log=quiet)
     cache = FeatureCache(None, views=opts.aug_views, dtype=opts.cache_dtype, xla=opts.xla)
     stages = cached_stages(cache, 20)
-    programs.clear()  # the 1st trial traces, as in a new worker
-    first = train(config, data, log=quiet, stages=stages)  # fills the cache
+    networks = Networks()  # as in a new worker: the 1st trial builds and traces
+    first = train(config, data, log=quiet, stages=stages, networks=networks)  # fills the cache
     fill = cache.stats.fill_seconds
     clock = EpochClock()
-    cached = train(config, data, log=quiet, stages=stages, callbacks=[clock.callback])
-    fresh = train(config, data, log=quiet, stages=cached_stages(cache, 20, reuse=False))
+    cached = train(config, data, log=quiet, stages=stages, callbacks=[clock.callback],
+                   networks=networks)
+    # A new worker's first trial on the filled cache: it builds its network and traces again.
+    fresh = train(config, data, log=quiet, stages=stages, networks=Networks())
     out = CacheBench((len(data.x_train), len(data.x_val)), config,
                      [s.depth for s in cached.stages], [s.epochs for s in cached.stages],
                      _seconds(live) if live else None, _seconds(first), _seconds(cached), fill,
                      cache.memory_bytes / 2**20, {"cached": cached.val_accuracy},
                      fresh=_seconds(fresh), steady=clock.fastest(cached))
     if fresh.val_accuracy != cached.val_accuracy and not opts.xla:  # XLA: other dropout masks
-        raise AssertionError(f"reused programs gave val accuracy {cached.val_accuracy}, a model "
-                             f"per stage {fresh.val_accuracy}: they must agree exactly")
+        raise AssertionError(f"a reused network gave val accuracy {cached.val_accuracy}, a new "
+                             f"one {fresh.val_accuracy}: they must agree exactly")
     if live is not None:
         out.val_accuracy["no cache"] = live.val_accuracy
     if not skip_float16:
@@ -157,10 +159,11 @@ def format_cache_bench(b: CacheBench) -> str:
 
 
 def format_fixed_costs(b: CacheBench) -> str:
-    """Per stage, seconds outside the epochs' compute: in the 1st trial (which traces the
-    programs), a later trial reusing them, and a later trial compiling a model per stage."""
+    """Per stage, seconds outside the epochs' compute: in the 1st trial (which fills the cache and
+    traces the programs), a later trial reusing them, and a new worker's 1st trial on the filled
+    cache (it builds its network and traces)."""
     cols = [("1st trial", b.fixed(b.first)), ("later, reused", b.fixed(b.cached)),
-            ("later, per stage", b.fixed(b.fresh))]
+            ("new worker, cache filled", b.fixed(b.fresh))]
     lines = ["fixed cost per stage (s; a stage's time less its epochs at its fastest epoch's rate)",
              f"{'stage':<7}{'layers open':>12}{'s/epoch':>9}" + "".join(f"{n:>18}" for n, _ in cols)]
     for i, depth in enumerate(b.depths):

@@ -1,4 +1,4 @@
-"""Benchmark: resident memory across many trials on tiny data (clear_session + gc per trial).
+"""Benchmark: resident memory across many trials on tiny data (one network, re-initialised per trial).
 
     python -m search.bench.memory --trials 30
 
@@ -18,9 +18,11 @@ from pathlib import Path
 import optuna
 
 from search.cache.store import FeatureCache
+from search.process import configure
 from search.recipe.config import SEED_CONFIG
 from search.recipe.data import make_data
 from search.recipe.synthetic import colour_source
+from search.runner.worker import make_runner
 from search.tuning.objective import Objective
 from search.tuning.space import load_space
 from search.tuning.study import make_sampler
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--isolate", action="store_true",
                     help="train trials in a worker process (replaced every 10 trials)")
     args = ap.parse_args()
+    configure(search=True)
     with tempfile.TemporaryDirectory() as tmp:
         cache = None if args.no_cache else FeatureCache(Path(tmp) / "cache", views=2)
         space_file = Path(tmp) / "space.yaml"
@@ -66,9 +69,12 @@ def main() -> None:
                 print(f"RSS after trial {n:>3}: {rss_mib():7.0f} MiB  ({time.time() - t0:.0f}s)",
                       flush=True)
 
-        study.optimize(Objective(space, data, Path(tmp) / "study", cache=cache,
-                                 isolate=args.isolate, worker_trials=10),
-                       n_trials=args.trials, callbacks=[report])
+        runner = make_runner(data, cache, 5, isolate=args.isolate, max_runs=10)
+        try:
+            study.optimize(Objective(space, runner, Path(tmp) / "study"), n_trials=args.trials,
+                           callbacks=[report])
+        finally:
+            runner.close()
 
 
 if __name__ == "__main__":

@@ -2,22 +2,23 @@
 
 `boundary_features` computes (through a FeatureCache) the tensors at a stage's boundary for every
 augmented view of the training images and for the validation images; `cached_stages` hands
-search.recipe.train a StageSource that trains each stage's own open layers and the head on them.
+search.recipe.train a StageSource (`CachedStages`) that trains each stage's own open layers and the
+head on them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from search.cache.matmul import write_back
-from search.cache.programs import head_programs
-from search.cache.store import FeatureCache, weights_id
+from search.cache.matmul import matmul_layers
+from search.cache.store import FeatureCache
 from search.cache.surgery import boundary, build_bridge, build_cached_model, build_prefix
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.recipe.feed import array_stream
-from search.recipe.model import HEAD, build_augment
-from search.recipe.train import Stage
+from search.recipe.model import build_augment
+from search.recipe.network import Network
+from search.recipe.train import StageFit, compile_program
 
 
 def augment_view(config: TrainConfig, x: np.ndarray, view: int, batch: int = 256) -> np.ndarray:
@@ -53,7 +54,7 @@ def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: 
     def names(d):
         return [t._keras_history.operation.name for t in boundary(base, d)]
 
-    weights = weights_id(config.weights)
+    weights = cache.weights_id(config.weights)
     if weights == "none":  # random weights: drawn from the seed
         weights = f"none:seed={config.seed}"
     common = {"data": data.fingerprint(), "weights": weights,
@@ -84,32 +85,34 @@ def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: 
     return views, val
 
 
-def cached_stages(cache: FeatureCache | None, cache_depth: int = 0, reuse: bool = True):
-    """A StageSource for search.recipe.train.train on `cache` (None: the live recipe).
+class CachedStages:
+    """A StageSource (search.recipe.train) on `cache`: each stage trains only its own open layers
+    and the head, on the cached boundary tensors of its own depth. Those are filled once per
+    study from the images at depth max(cache_depth, unfreeze_depth), and each shallower boundary
+    from that one. A stage's model is compiled once per network and depth (with XLA when the
+    cache says so) and kept on the network for every later run."""
 
-    Each stage trains only its own open layers and the head, on the cached boundary tensors of its
-    own depth: those are filled once per study from the images at depth max(cache_depth,
-    unfreeze_depth), and each shallower boundary from that one. With `reuse`, each stage runs on
-    this process's compiled program for its structure (search.cache.programs), traced once and
-    kept for later trials; without, every stage builds and compiles its own model."""
-    if cache is None:
-        return None
+    def __init__(self, cache: FeatureCache, cache_depth: int = 0):
+        self.cache, self.cache_depth = cache, cache_depth
 
-    def source(config: TrainConfig, data: Data, model, base):
-        deepest = max(cache_depth, config.unfreeze_depth)
-        head = model.get_layer(HEAD)
-        progs = head_programs(config, data.num_classes, cache.xla) if reuse else None
-        if progs is not None:
-            progs.begin(model, config)
+    def begin(self, network: Network, config: TrainConfig, data: Data):
+        deepest = max(self.cache_depth, config.unfreeze_depth)
+        xla = self.cache.xla
 
-        def stage(depth: int) -> Stage:
-            views, val = boundary_features(config, data, base, depth, cache, deepest)
-            if progs is None:
-                fit_model, _ = build_cached_model(config, base, head, depth)
-                return Stage(fit_model, views, val, sync=lambda: write_back(fit_model))
-            fit_model = progs.model(config, depth)
-            return Stage(fit_model, views, val,
-                         sync=lambda: progs.store(fit_model, model, base, depth),
-                         prepare=lambda lr: progs.prepare(fit_model, depth, lr, model, base))
+        def stage(depth: int) -> StageFit:
+            views, val = boundary_features(config, data, network.base, depth, self.cache, deepest)
+
+            def build():
+                model, _ = build_cached_model(config, network.base, network.train_head, depth)
+                return compile_program(model, network, depth, config, xla), matmul_layers(model)
+            model, taps = network.program(("cached", config.weight_decay, xla, depth), build)
+            for layer in taps:  # the centre taps from the network's (reset or trained) kernels
+                layer.load()
+            return StageFit(model, views, val,
+                            sync=(lambda: [layer.write_back() for layer in taps]) if taps else None)
         return stage
-    return source
+
+
+def cached_stages(cache: FeatureCache | None, cache_depth: int = 0) -> CachedStages | None:
+    """CachedStages on `cache`, or None (the live recipe) without one."""
+    return None if cache is None else CachedStages(cache, cache_depth)

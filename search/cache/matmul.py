@@ -59,18 +59,15 @@ class MatmulConv(keras.layers.Layer):
         return c.activation(keras.ops.reshape(y, (-1, h, w, k.shape[-1])))
 
 
-def load(model: keras.Model) -> None:
-    """Every MatmulConv in `model` takes its centre tap from its conv again (see MatmulConv.load)."""
-    for layer in model._flatten_layers():
-        if isinstance(layer, MatmulConv):
-            layer.load()
-
-
-def write_back(model: keras.Model) -> None:
-    """Write every MatmulConv's own centre tap in `model` back into its conv (see MatmulConv)."""
-    for layer in model._flatten_layers():
-        if isinstance(layer, MatmulConv):
-            layer.write_back()
+def matmul_layers(model: keras.Model) -> list[MatmulConv]:
+    """Every MatmulConv inside `model` (nested models included) that has a centre tap of its own."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, MatmulConv) and layer.own_centre:
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(matmul_layers(layer))
+    return found
 
 
 def as_matmul(layer, x) -> bool:

@@ -32,24 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-_FILE_HASHES: dict[tuple, str] = {}
-FORMAT = 3  # bump when the way entries are computed changes (3: stock preprocessing layer)
+FORMAT = 4  # bump when the way entries are computed changes (4: one network per worker)
 
 
-def weights_id(weights: str) -> str:
-    """'imagenet', 'none', or the content hash of a weights file (memoised per path and mtime)."""
-    if weights in ("imagenet",) or weights.lower() == "none":
-        return weights.lower()
-    p = Path(weights).expanduser().resolve()
-    st = p.stat()
-    key = (str(p), st.st_mtime_ns, st.st_size)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _FILE_HASHES[key] = "sha256:" + h.hexdigest()[:32]
-    return _FILE_HASHES[key]
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()[:32]
 
 
 def versions() -> dict:
@@ -84,7 +75,19 @@ class FeatureCache:
         self.views, self.dtype, self.xla = views, dtype, xla
         self._mem: dict[str, list[np.ndarray]] = {}
         self._mem_bytes = 0
+        self._hashes: dict[tuple, str] = {}  # (weights file, mtime, size) -> content hash
         self.stats = CacheStats()
+
+    def weights_id(self, weights: str) -> str:
+        """'imagenet', 'none', or the content hash of a weights file (read once per file)."""
+        if weights == "imagenet" or weights.lower() == "none":
+            return weights.lower()
+        p = Path(weights).expanduser().resolve()
+        st = p.stat()
+        key = (str(p), st.st_mtime_ns, st.st_size)
+        if key not in self._hashes:
+            self._hashes[key] = file_hash(p)
+        return self._hashes[key]
 
     def args(self) -> dict:
         """Constructor arguments: a child process opens the same store with them."""

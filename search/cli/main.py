@@ -12,6 +12,7 @@ import sys
 
 from search.cli import bench_cmds, recipe_cmds, study_cmds
 from search.errors import SearchFailed, UserError
+from search.process import configure
 
 MODULES = (study_cmds, recipe_cmds, bench_cmds)  # in the order `-h` lists their commands
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    configure(search=True)  # once, before TensorFlow starts (no module does it on import)
     handlers = {name: fn for module in MODULES for name, fn in module.HANDLERS.items()}
     if not argv or (argv[0] not in handlers and argv[0] not in ("-h", "--help")):
         argv = ["search", *argv]

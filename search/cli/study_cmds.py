@@ -24,8 +24,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler,
                    help="Optuna sampler (default tpe)")
     p.add_argument("--pruner", choices=PRUNERS, default=d.pruner,
-                   help="Optuna pruner acting on val_accuracy after every epoch (default "
-                   "hyperband, the pairing Optuna recommends for TPE; median prunes far less)")
+                   help="Optuna pruner (default stage: successive halving on the best val_accuracy "
+                   "so far at the ends of stages 1 and 2; stage-median: the median rule there; "
+                   "hyperband, median, sha: on val_accuracy after every epoch; none)")
     p.add_argument("--backend", choices=("optuna", "keras-tuner"), default=d.backend,
                    help="search driver (default optuna); keras-tuner runs the same space and "
                    "training under KerasTuner (see --tuner)")

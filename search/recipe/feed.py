@@ -7,45 +7,62 @@ the grid 10 ms x (2^k - 1) with a core idle, at random. Every pipeline made here
 off and a prefetch of one batch; the batches and their order are unchanged, so results are the
 same bit for bit (docs/design.md, "Feeding Keras without tf.data's autotuning", has the figures).
 
-The training stream also undoes a malloc setting that TensorFlow's generator pipelines make
-(`malloc_like_glibc`)."""
+The training stream maps step indices to batches with `tf.numpy_function` rather than
+`from_generator`, whose op changes malloc's settings for the whole process (`training_stream`)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import math
-import platform
 
 import numpy as np
 import tensorflow as tf
 
 
-def batches(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
-            first_epoch: int, epochs: int):
-    """Training batches for epochs first_epoch.. as one stream: epoch e shuffles with
+class Batches:
+    """Training batches for epochs first_epoch.. as one indexed stream: epoch e shuffles with
     rng(seed, e) and draws one view per image, so order and views depend only on (seed, epoch).
+    `batch(step)` is the step-th batch counted from first_epoch; iterating gives them all.
 
     views[v][j] is input j of view v (N × ...); one view = no choice."""
-    n, n_views, n_inputs = len(y), len(views), len(views[0])
-    steps = math.ceil(n / batch_size)
-    for e in range(first_epoch, first_epoch + epochs):
-        rng = np.random.default_rng([seed, e])
-        order = rng.permutation(n)
-        pick = rng.integers(0, n_views, n) if n_views > 1 else np.zeros(n, dtype=int)
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            v = pick[idx]
-            xs = []
-            for j in range(n_inputs):
-                first = views[0][j]
-                out = np.empty((len(idx), *first.shape[1:]), dtype="float32")
-                for view in np.unique(v):
-                    m = v == view
-                    out[m] = views[view][j][idx[m]]
-                xs.append(out)
-            yield (tuple(xs) if n_inputs > 1 else xs[0]), y[idx]
+
+    def __init__(self, views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
+                 first_epoch: int, epochs: int):
+        self.views, self.y, self.batch_size = views, y, batch_size
+        self.seed, self.first_epoch, self.epochs = seed, first_epoch, epochs
+        self.steps = math.ceil(len(y) / batch_size)  # per epoch
+        self._epoch: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.steps * self.epochs
+
+    def _order(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._epoch is None or self._epoch[0] != e:
+            n, n_views = len(self.y), len(self.views)
+            rng = np.random.default_rng([self.seed, e])
+            order = rng.permutation(n)
+            pick = rng.integers(0, n_views, n) if n_views > 1 else np.zeros(n, dtype=int)
+            self._epoch = (e, order, pick)
+        return self._epoch[1], self._epoch[2]
+
+    def batch(self, step: int) -> tuple:
+        """(input arrays..., targets) of one batch, inputs as float32."""
+        e, s = self.first_epoch + step // self.steps, step % self.steps
+        order, pick = self._order(e)
+        idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+        v = pick[idx]
+        xs = []
+        for j in range(len(self.views[0])):
+            out = np.empty((len(idx), *self.views[0][j].shape[1:]), dtype="float32")
+            for view in np.unique(v):
+                m = v == view
+                out[m] = self.views[view][j][idx[m]]
+            xs.append(out)
+        return (*xs, self.y[idx])
+
+    def __iter__(self):
+        for step in range(len(self)):
+            *xs, y = self.batch(step)
+            yield (tuple(xs) if len(xs) > 1 else xs[0]), y
 
 
 def _quiet(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -59,42 +76,25 @@ def _spec(a: np.ndarray, dtype=None) -> tf.TensorSpec:
     return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(dtype or a.dtype))
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt() parameters
-MMAP_MAX = 32 * 2**20  # glibc's ceiling for its dynamic mmap threshold on 64-bit (trim: twice)
-
-
-@functools.cache
-def _mallopt():
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    return ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-
-
-def malloc_like_glibc() -> bool:
-    """Give glibc's malloc back the thresholds it would reach by itself (glibc only; else False).
-
-    The first tf.data generator pipeline of a process calls mallopt(M_TRIM_THRESHOLD, 128 KiB)
-    (its log: "Memory patch applied"). Setting any threshold switches off glibc's dynamic mmap
-    threshold, which then stays at 128 KiB: every larger tensor (a batch's activations) is
-    mmap'ed and unmapped at every step, and its pages faulted in again (figures in
-    docs/benchmarks.md). Set here: the mmap threshold glibc's dynamic rule tops out at, and
-    trimming at twice that, as that rule does."""
-    mallopt = _mallopt()
-    if mallopt is None:
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_MAX) and mallopt(M_TRIM_THRESHOLD, 2 * MMAP_MAX))
-
-
 def training_stream(views: list[list[np.ndarray]], y: np.ndarray, batch_size: int, seed: int,
                     first_epoch: int, epochs: int) -> tf.data.Dataset:
-    """`batches(...)` as a tf.data pipeline (the generator runs one batch ahead of the step).
-    Each call also re-asserts malloc's thresholds over TensorFlow's (`malloc_like_glibc`)."""
-    malloc_like_glibc()
-    xs = tuple(_spec(a, "float32") for a in views[0])
-    signature = (xs if len(xs) > 1 else xs[0], _spec(y))
-    ds = tf.data.Dataset.from_generator(
-        lambda: batches(views, y, batch_size, seed, first_epoch, epochs),
-        output_signature=signature)
+    """`Batches(...)` as a tf.data pipeline: the step index, mapped (in order) through
+    `tf.numpy_function` to its batch, which runs one batch ahead of the training step.
+
+    Not `from_generator`: its op sets glibc's M_TRIM_THRESHOLD to 128 KiB in the whole process
+    (TensorFlow logs "Memory patch applied"), which freezes malloc's mmap threshold there too, so
+    every larger tensor was mapped, faulted in and unmapped at every step (docs/design.md)."""
+    stream = Batches(views, y, batch_size, seed, first_epoch, epochs)
+    specs = [_spec(a, "float32") for a in views[0]] + [_spec(y)]
+
+    def one(step):
+        out = tf.numpy_function(lambda i: stream.batch(int(i)), [step],
+                                [s.dtype for s in specs], stateful=False)
+        out = [tf.ensure_shape(t, s.shape) for t, s in zip(out, specs)]
+        xs = tuple(out[:-1])
+        return (xs if len(xs) > 1 else xs[0]), out[-1]
+
+    ds = tf.data.Dataset.range(len(stream)).map(one)  # sequential: in order
     return _quiet(ds.prefetch(1))
 
 

@@ -1,9 +1,9 @@
-"""The network: [resize] → ResNet50 preprocessing → ResNet50 base → head (augmentation is put in
-front of it by train() for the live path, or baked into cached views), and which layers of the
-base are open at each stage.
+"""The network's parts: [resize] → ResNet50 preprocessing → ResNet50 base → head (augmentation is put
+in front of it by the live stage source, or baked into cached views), the backbone weights, and
+which layers of the base are open at each stage (search.recipe.network assembles them).
 
-Every part is a named layer of one functional model, so later code can find the base
-(`model.get_layer(BASE)`) and cut it at a stage's boundary (search.cache.surgery). The base's
+Every part is a named layer, so later code can find the base (`model.get_layer(BASE)`) and cut
+it at a stage's boundary (search.cache.surgery). The base's
 BatchNormalization layers run in inference mode at every stage, as in Keras' transfer-learning
 guide. In Keras 3 calling the base with training=False is not enough (fit's training=True reaches
 nested layers and updates their moving statistics), so BN layers of the base are kept
@@ -104,65 +104,21 @@ def build_augment(config: TrainConfig) -> keras.Sequential:
     return keras.Sequential(layers, name=AUGMENT)
 
 
-_LOADED: dict[tuple, list[np.ndarray]] = {}  # (weights file, its mtime, its size) -> the base's weights
-
-
-def build_base(config: TrainConfig) -> keras.Model:
-    """ResNet50 without its top, with the config's weights. A weights file is read once per process
-    (its arrays kept, about 90 MB): a trial builds its own base, and reading the .h5 cost 0.8 s
-    of each trial's 2 s of model building."""
-    size = config.image_size
-    arg = weights_arg(config.weights)
-
-    def resnet(weights):
-        return keras.applications.ResNet50(include_top=False, weights=weights,
-                                           input_shape=(size, size, 3), name=BASE)
-    if arg in (None, "imagenet"):
-        return resnet(arg)
-    path = Path(arg).resolve()
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)  # one file's weights fit every image size
-    if key not in _LOADED:
-        base = resnet(arg)
-        _LOADED[key] = base.get_weights()
-        return base
-    base = resnet(None)
-    base.set_weights(_LOADED[key])
-    return base
-
-
-def build_head(config: TrainConfig, in_shape: tuple, num_classes: int,
-               dropout=keras.layers.Dropout) -> keras.Model:
-    """Pool → [Dense+ReLU → BN → Dropout] × head_layers → softmax, as one nested model so that
-    the full model and the cached-feature model can share it. `dropout(rate, seed=, name=)` makes
-    each dropout layer (search.cache.programs swaps in one whose rate is a variable)."""
-    inp = keras.Input(shape=in_shape, name="features")
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(inp)
-    for i in range(config.head_layers):
-        x = keras.layers.Dense(config.head_width, activation="relu", name=f"head_dense_{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"head_bn_{i}")(x)
-        x = dropout(config.dropout, seed=config.seed + 10 + i, name=f"head_dropout_{i}")(x)
-    out = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inp, out, name=HEAD)
+def input_layers(config: TrainConfig, input_shape: tuple) -> list:
+    """Raw 0..255 pixels → [resize] → ResNet50 preprocessing, as stock layers."""
+    layers = []
+    if tuple(input_shape[:2]) != (config.image_size, config.image_size):
+        layers.append(keras.layers.Resizing(config.image_size, config.image_size, name="resize"))
+    return [*layers, preprocess_layer()]
 
 
 def build_input_stage(config: TrainConfig, input_shape: tuple):
-    """Raw 0..255 pixels → [resize] → ResNet50 preprocessing. Returns (input, tensor)."""
+    """The input stage on a fresh input. Returns (input, tensor)."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
-    if tuple(input_shape[:2]) != (config.image_size, config.image_size):
-        x = keras.layers.Resizing(config.image_size, config.image_size, name="resize")(x)
-    return inputs, preprocess_layer()(x)
-
-
-def build_model(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """The whole classifier, taking raw 0..255 pixels of the source's size (no augmentation:
-    train() puts the augment block in front of it for live augmentation)."""
-    inputs, x = build_input_stage(config, input_shape)
-    base = build_base(config)
-    x = base(x, training=False)
-    head = build_head(config, base.output.shape[1:], num_classes)
-    return keras.Model(inputs, head(x), name="resnet50_transfer")
+    for layer in input_layers(config, input_shape):
+        x = layer(x)
+    return inputs, x
 
 
 def set_stage(model: keras.Model, base: keras.Model, depth: int) -> list[str]:

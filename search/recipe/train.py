@@ -1,15 +1,17 @@
-"""train(config, data) -> TrainResult: the staged fine-tuning recipe as one function.
+"""train(config, data) -> TrainResult: the staged fine-tuning recipe, run from its plan.
 
-Stage 0 trains the head with the base frozen; stage k opens the top k*unfreeze_step layers of the
-base. Each stage compiles a fresh Adam(W) at its own learning rate, decays it along a cosine over the
-stage's epochs, and stops on a val_accuracy plateau (EarlyStopping, best weights restored) while
+The schedule is search.recipe.schedule's `plan(config, budget)`; this module runs it on a
+`Network` (search.recipe.network), re-initialised in place for the run. Each stage fits a model
+that a `StageSource` provides (compiled once per network and stage depth), starts it as a fresh
+Adam(W) at the stage's learning rate, decays that along a cosine over the stage's planned epochs,
+and stops on a val_accuracy plateau (EarlyStopping, best weights restored) while
 ReduceLROnPlateau cuts the LR on a val_loss plateau. Epochs carry one global index across stages
-(`initial_epoch`), so callbacks passed in (e.g. a pruner) see strictly increasing steps.
+(`initial_epoch`), so callbacks passed in (a pruner's reporter) see strictly increasing steps.
 
-The returned model holds the weights of the best validation epoch across all stages.
-No Optuna here: the search reaches training only through `callbacks`. What each stage fits on is a
-`StageSource`: by default the full network on live-augmented images; search.cache provides one
-that trains each stage's open layers on cached boundary tensors. This module knows neither.
+Label smoothing is a transform of the targets (search.recipe.schedule knows nothing of it; the
+loss is Keras' stock crossentropy). The returned model holds the weights of the best validation
+epoch across all stages. No search backend here: the search reaches training only through
+`callbacks`.
 """
 
 from __future__ import annotations
@@ -18,21 +20,19 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from search.errors import DivergedError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.recipe.feed import array_stream, training_stream
-from search.recipe.model import BASE, HEAD, build_augment, build_model, set_stage
-from search.recipe.session import reset_session
-
-# Each stage recompiles the model by design; TF's retracing warning about that is noise.
-tf.get_logger().setLevel("ERROR")
+from search.recipe.model import build_augment, set_stage
+from search.recipe.network import Network, Networks
+from search.recipe.schedule import StagePlan, cosine_step, plan
 
 
 @dataclass
@@ -52,7 +52,7 @@ class TrainResult:
     val_accuracy: float  # best validation accuracy over all epochs: the number a search maximises
     history: pd.DataFrame  # one row per global epoch
     stages: list[StageRecord]
-    model: keras.Model | None = field(repr=False, default=None)
+    model: keras.Model | None = field(repr=False, default=None)  # valid until the network's next run
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -64,23 +64,105 @@ class TrainResult:
         }
 
 
+# ----------------------------------------------------------------------------- what stages fit
+
+@dataclass
+class StageFit:
+    """What one stage fits: `model`, compiled (`compile_program`) and sharing its layers with the
+    network; train_views[v][j] is input j of augmented view v (one view: no choice), val_inputs[j]
+    input j. `sync`, when given, copies variables private to `model` into the network's layers:
+    the trainer calls it after every epoch (before anything reads the weights) and after the fit
+    (EarlyStopping may restore an earlier epoch)."""
+
+    model: keras.Model
+    train_views: list[list[np.ndarray]]
+    val_inputs: list[np.ndarray]
+    sync: Callable[[], None] | None = None
+
+
+class StageSource(Protocol):
+    """Where stages get their inputs and models: `begin` is called once per run, on the network
+    already reset for it, and returns depth -> StageFit, called at each stage's start.
+    `LiveStages` (here): the full network on freshly augmented images. search.cache's
+    `CachedStages`: each stage's open layers and the head on cached boundary tensors."""
+
+    def begin(self, network: Network, config: TrainConfig,
+              data: Data) -> Callable[[int], StageFit]: ...
+
+
+def make_optimizer(config: TrainConfig, lr: float) -> keras.optimizers.Optimizer:
+    """A stage's optimizer: AdamW with the config's decoupled weight decay, plain Adam without."""
+    if config.weight_decay > 0:
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def compile_program(model: keras.Model, network: Network, depth: int, config: TrainConfig,
+                    xla: bool = False) -> keras.Model:
+    """Compile a stage model once, with the layers `depth` opens trainable and its own Adam(W)
+    built eagerly (one trace, not two); `start_stage` readies it for each later stage."""
+    set_stage(model, network.base, depth)
+    optimizer = make_optimizer(config, config.head_lr)
+    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=["accuracy"], jit_compile=xla)
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+def start_stage(model: keras.Model, network: Network, depth: int, lr: float) -> None:
+    """The stage's layers opened, and its optimizer as a new one starts: moments and step zeroed,
+    the learning rate at `lr` (Keras keeps it in a variable, so nothing is traced again)."""
+    set_stage(model, network.base, depth)
+    for v in model.optimizer.variables:
+        v.assign(np.zeros(v.shape, keras.backend.standardize_dtype(v.dtype)))
+    model.optimizer.learning_rate = lr
+
+
+class LiveStages:
+    """The exact recipe: the full network on freshly augmented images every epoch, every stage.
+    One model per (network, augmentation, weight decay, depth), compiled once; its augmentation
+    layers are re-seeded from config.seed at every run."""
+
+    def __init__(self, xla: bool = False):
+        self.xla = xla
+
+    def begin(self, network: Network, config: TrainConfig, data: Data):
+        aug_key = ("augment", config.aug_flip, config.aug_translate, config.aug_rotate,
+                   config.aug_zoom)
+        augment = network.program(aug_key, lambda: build_augment(config))
+        for i, layer in enumerate(augment.layers):  # as build_augment seeds them: seed + i
+            for gen in (v for v in vars(layer).values()
+                        if isinstance(v, keras.random.SeedGenerator)):
+                dtype = keras.backend.standardize_dtype(gen.state.dtype)
+                gen.state.assign(np.array([config.seed + i, 0], dtype=dtype))
+        val = [data.x_val.astype("float32")]
+
+        def stage(depth: int) -> StageFit:
+            def build():
+                image = keras.Input(shape=data.x_train.shape[1:], name="image")
+                live = keras.Model(image, network.model(augment(image)), name="live_augment")
+                return compile_program(live, network, depth, config, self.xla)
+            model = network.program(("live", aug_key, config.weight_decay, self.xla, depth), build)
+            return StageFit(model, [[data.x_train]], val)
+        return stage
+
+
+# ----------------------------------------------------------------------------- the run
+
 class StageCosine(keras.callbacks.Callback):
-    """Cosine decay over a stage's epochs, applied as a ratio so that ReduceLROnPlateau's cuts
-    (which set the optimizer's LR directly) persist: lr_e = lr_{e-1} * c(e) / c(e-1)."""
+    """Cosine decay over a stage's planned epochs, applied as a ratio so that ReduceLROnPlateau's
+    cuts (which set the optimizer's LR directly) persist (schedule.cosine_step)."""
 
     def __init__(self, first_epoch: int, epochs: int):
         super().__init__()
         self.first, self.n = first_epoch, epochs
-
-    def _c(self, e: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * e / self.n))  # > 0 for e < n
 
     def on_epoch_begin(self, epoch, logs=None):
         e = epoch - self.first
         if e > 0:
             opt = self.model.optimizer
             lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
-            opt.learning_rate = lr * self._c(e) / self._c(e - 1)
+            opt.learning_rate = lr * cosine_step(e, self.n)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -89,7 +171,7 @@ class StageCosine(keras.callbacks.Callback):
 
 class KeepBest(keras.callbacks.Callback):
     """Remembers `variables` at the best val_accuracy epoch across every fit it is passed to
-    (each stage may fit a different model; all share these variables)."""
+    (each stage fits its own model; all share these variables)."""
 
     def __init__(self, variables: list):
         super().__init__()
@@ -108,37 +190,8 @@ class KeepBest(keras.callbacks.Callback):
                 var.assign(w)
 
 
-@dataclass
-class Stage:
-    """What a stage opening `depth` layers fits: `model` shares its layers with the inference model;
-    train_views[v][j] is input j of augmented view v (one view: no choice), val_inputs[j] input j.
-    `sync`, when given, copies variables private to the stage model back into the shared layers;
-    it runs after every epoch (before anything snapshots the weights) and after the fit.
-    `prepare(lr)`, when given, readies an already compiled `model` for the stage (open layers, a
-    zeroed optimizer at `lr`) in place of fit_stages' own set_stage and compile."""
-
-    model: keras.Model
-    train_views: list[list[np.ndarray]]
-    val_inputs: list[np.ndarray]
-    sync: Callable[[], None] | None = None
-    prepare: Callable[[float], None] | None = None
-
-
-# A StageSource gets (config, data, inference model, base) once per training run and returns
-# depth -> Stage, called once per stage.
-StageSource = Callable[[TrainConfig, Data, keras.Model, keras.Model], Callable[[int], Stage]]
-
-
-def live_stages(config: TrainConfig, data: Data, model: keras.Model, base: keras.Model):
-    """The exact recipe: the full network on freshly augmented images every epoch, every stage."""
-    aug_in = keras.Input(shape=data.x_train.shape[1:], name="image")
-    live = keras.Model(aug_in, model(build_augment(config)(aug_in)), name="live_augment")
-    stage = Stage(live, [[data.x_train]], [data.x_val.astype("float32")])
-    return lambda depth: stage
-
-
 class Sync(keras.callbacks.Callback):
-    """Runs a stage's `sync` after every epoch, ahead of the callbacks that snapshot weights."""
+    """Runs a stage's `sync` after every epoch, ahead of the callbacks that read weights."""
 
     def __init__(self, sync: Callable[[], None]):
         super().__init__()
@@ -146,6 +199,13 @@ class Sync(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.sync()
+
+
+def smoothed(y: np.ndarray, num_classes: int, smoothing: float) -> np.ndarray:
+    """One-hot targets with label smoothing applied: y * (1 - s) + s / classes (float32), what
+    CategoricalCrossentropy(label_smoothing=s) does to its targets; their argmax is the label."""
+    onehot = keras.utils.to_categorical(y, num_classes).astype("float32")
+    return (onehot * np.float32(1.0 - smoothing) + np.float32(smoothing / num_classes)).astype("float32")
 
 
 def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) -> None:
@@ -156,114 +216,82 @@ def _check_finite(hist: dict, stage: int, first_epoch: int, model: keras.Model) 
         raise DivergedError(f"loss became non-finite (NaN/inf) at epoch {at} in stage {stage}")
 
 
-def make_optimizer(config: TrainConfig, lr: float) -> keras.optimizers.Optimizer:
-    """A stage's optimizer: AdamW with the config's decoupled weight decay, plain Adam without."""
-    if config.weight_decay > 0:
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(lr)
+def stage_callbacks(p: StagePlan, first_epoch: int) -> tuple[list, keras.callbacks.EarlyStopping]:
+    """The callbacks a stage's plan sets: NaN guard, cosine, plateau cut, early stop."""
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                         patience=p.early_stop_patience, restore_best_weights=True)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min",
+                                                factor=p.reduce_lr_factor,
+                                                patience=p.reduce_lr_patience, min_lr=p.min_lr,
+                                                verbose=0)
+    return [keras.callbacks.TerminateOnNaN(), StageCosine(first_epoch, p.cosine_epochs), plateau,
+            stop], stop
 
 
-def fit_stages(config: TrainConfig, owner: keras.Model, base: keras.Model, stage_inputs, y_train,
-               y_val, callbacks=(), verbose: int = 0, log=print, depths=None,
-               epoch_budget: int | None = None, optimizer=make_optimizer):
-    """Run stages 0..k; returns (history rows, stage records, KeepBest). `owner` is the inference
-    model, left holding the best epoch's weights.
+def fit_plan(network: Network, stages: list[StagePlan], stage_fit: Callable[[int], StageFit],
+             y_train: np.ndarray, y_val: np.ndarray, batch_size: int, seed: int,
+             callbacks=(), verbose: int = 0, log=print) -> tuple[list, list, KeepBest]:
+    """Run a plan on `network`; returns (history rows, stage records, KeepBest), the network
+    left holding the best epoch's weights. y_train/y_val: the (smoothed) targets.
 
-    stage_inputs(depth) -> Stage: what a stage opening `depth` layers trains, e.g. the
-    live-augmenting full model on images, or that stage's own suffix on its own cached boundary
-    tensors. Every stage model shares its layers with `owner`.
-    epoch_budget: train at most this many epochs in all, cutting the schedule short (a tuner's
-    resource, e.g. Hyperband's). optimizer(config, lr) makes each stage's optimizer (a stage with
-    `prepare` is compiled already, with make_optimizer's).
     A callback with an `on_stage_end(stage, best_val_accuracy)` method is also told when each
-    stage but the last ends, with the best validation accuracy so far (a stage-aware pruner's
-    step); it may raise to stop training."""
-    lrs = [config.head_lr, *config.stage_lrs]
-    planned = [config.head_epochs] + [config.finetune_epochs] * config.n_stages
-    epochs = list(planned)  # what runs: the plan, unless the epoch budget cuts it
-    depths = config.stage_depths() if depths is None else depths
-    # Only the head and the layers some stage opens can change; copying just those keeps a
-    # stage-0 epoch on cached features from paying for a copy of all of ResNet50.
-    movable = [owner.get_layer(HEAD), *base.layers[len(base.layers) - max(depths):]]
-    keep = KeepBest([w for layer in movable for w in layer.weights])
-    stages: list[StageRecord] = []
+    stage that reports its end ends, with the best validation accuracy so far (a stage-aware
+    pruner's step); it may raise to stop training."""
+    keep = KeepBest(network.movable(max(s.depth for s in stages)))
+    records: list[StageRecord] = []
     rows: list[dict] = []
     epoch = 0
-    for k, depth in enumerate(depths):
-        if epoch_budget is not None:
-            epochs[k] = min(epochs[k], epoch_budget - epoch)
-            if epochs[k] <= 0:
-                break
+    for p in stages:
         t0 = time.perf_counter()
-        stage = stage_inputs(depth)
-        model, val = stage.model, array_stream(stage.val_inputs, y_val, 256)
-        if stage.prepare is not None:
-            if optimizer is not make_optimizer:
-                raise ValueError("a prepared stage brings its own optimizer (make_optimizer's)")
-            stage.prepare(lrs[k])
-        else:
-            set_stage(model, base, depth)
-            model.compile(
-                optimizer=optimizer(config, lrs[k]),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                metrics=["accuracy"],
-            )
-        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                             patience=config.early_stop_patience,
-                                             restore_best_weights=True)
-        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min",
-                                                    factor=config.reduce_lr_factor,
-                                                    patience=config.reduce_lr_patience,
-                                                    min_lr=config.min_lr, verbose=0)
-        cbs = [*([Sync(stage.sync)] if stage.sync else []), keras.callbacks.TerminateOnNaN(),
-               StageCosine(epoch, planned[k]), plateau, stop, keep, *callbacks]
-        stream = training_stream(stage.train_views, y_train, config.batch_size, config.seed,
-                                 epoch, epochs[k])
-        h = model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / config.batch_size),
-                      epochs=epoch + epochs[k], initial_epoch=epoch, validation_data=val,
-                      shuffle=False, callbacks=cbs, verbose=verbose)
-        if stage.sync:
-            stage.sync()  # EarlyStopping may have restored an earlier epoch's private variables
+        fit = stage_fit(p.depth)
+        start_stage(fit.model, network, p.depth, p.lr)
+        own, stop = stage_callbacks(p, epoch)
+        cbs = [*([Sync(fit.sync)] if fit.sync else []), *own, keep, *callbacks]
+        stream = training_stream(fit.train_views, y_train, batch_size, seed, epoch, p.epochs)
+        h = fit.model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / batch_size),
+                          epochs=epoch + p.epochs, initial_epoch=epoch,
+                          validation_data=array_stream(fit.val_inputs, y_val, 256),
+                          shuffle=False, callbacks=cbs, verbose=verbose)
+        if fit.sync:
+            fit.sync()  # EarlyStopping may have restored an earlier epoch's private variables
         secs = time.perf_counter() - t0
-        _check_finite(h.history, k, epoch, model)
-        n_run = len(h.epoch)
+        _check_finite(h.history, p.index, epoch, fit.model)
         for i, e in enumerate(h.epoch):
-            row = {"epoch": e, "stage": k, "depth": depth}
-            row.update({m: float(v[i]) for m, v in h.history.items()})
-            rows.append(row)
+            rows.append({"epoch": e, "stage": p.index, "depth": p.depth,
+                         **{m: float(v[i]) for m, v in h.history.items()}})
         val_acc = h.history.get("val_accuracy", [float("nan")])
-        rec = StageRecord(k, depth, float(lrs[k]), epoch, n_run, round(secs, 3),
+        rec = StageRecord(p.index, p.depth, p.lr, epoch, len(h.epoch), round(secs, 3),
                           float(np.nanmax(val_acc)), bool(stop.stopped_epoch))
-        stages.append(rec)
-        log(f"  stage {k}: {depth:>3} layers open, lr {lrs[k]:.2e}, {n_run} epochs in "
-            f"{secs:.1f}s ({secs / max(n_run, 1):.1f}s/epoch), best val_accuracy "
+        records.append(rec)
+        log(f"  stage {p.index}: {p.depth:>3} layers open, lr {p.lr:.2e}, {rec.epochs} epochs in "
+            f"{secs:.1f}s ({secs / max(rec.epochs, 1):.1f}s/epoch), best val_accuracy "
             f"{rec.best_val_accuracy:.4f}{' (early stop)' if rec.stopped_early else ''}")
-        epoch += n_run
-        if k < len(depths) - 1:  # a point every trial of this depth plan passes, whatever stopped it
+        epoch += rec.epochs
+        if p.report_end:  # a point every trial of this depth plan passes, whatever stopped it
             for cb in callbacks:
                 if hasattr(cb, "on_stage_end"):
-                    cb.on_stage_end(k, keep.best)
+                    cb.on_stage_end(p.index, keep.best)
     keep.restore()
-    return rows, stages, keep
+    return rows, records, keep
 
 
 def train(config: TrainConfig, data: Data, callbacks: list | tuple = (), verbose: int = 0,
-          log=print, stages: StageSource | None = None,
-          epoch_budget: int | None = None) -> TrainResult:
+          log=print, stages: StageSource | None = None, epoch_budget: int | None = None,
+          networks: Networks | None = None) -> TrainResult:
     """Train one config on one split. `callbacks` are added to every stage's fit; `stages` says
-    what each stage fits on (default live_stages: the full network on live, freshly augmented
-    images every epoch; search.cache.cached_stages: each stage's open layers on cached tensors)."""
+    what each stage fits on (default LiveStages: the full network on live, freshly augmented
+    images every epoch; search.cache.CachedStages: each stage's open layers on cached tensors);
+    `networks` the process's networks to reuse (default: a fresh one for this run)."""
     t_start = time.perf_counter()
-    reset_session(config.seed)  # every trial's one reset; keeps compiled stage programs warm
-
-    n_cls = data.num_classes
-    y_train = keras.utils.to_categorical(data.y_train, n_cls)
-    y_val = keras.utils.to_categorical(data.y_val, n_cls)
-    model = build_model(config, data.x_train.shape[1:], n_cls)  # the inference model we return
-    base = model.get_layer(BASE)
-    stage_inputs = (stages or live_stages)(config, data, model, base)
-    rows, stages_run, keep = fit_stages(config, model, base, stage_inputs, y_train, y_val,
-                                        callbacks, verbose, log, epoch_budget=epoch_budget)
-    history = pd.DataFrame(rows)
-    return TrainResult(keep.best if keep.weights is not None else float("nan"), history,
-                       stages_run, model, time.perf_counter() - t_start)
+    networks = networks or Networks()
+    network = networks.get(config, data.x_train.shape[1:], data.num_classes)
+    network.reset(config, networks.bank)
+    schedule = plan(config, epoch_budget)
+    stage_fit = (stages or LiveStages()).begin(network, config, data)
+    n, s = data.num_classes, config.label_smoothing
+    rows, records, keep = fit_plan(network, schedule, stage_fit, smoothed(data.y_train, n, s),
+                                   smoothed(data.y_val, n, s), config.batch_size, config.seed,
+                                   callbacks, verbose, log)
+    return TrainResult(keep.best if keep.weights is not None else float("nan"),
+                       pd.DataFrame(rows), records, network.classifier(config),
+                       time.perf_counter() - t_start)

@@ -2,11 +2,11 @@
 KerasTuner's Hyperband, Bayesian optimisation or random search.
 
 KerasTuner sees a subclass of its tuner whose run_trial maps the trial's hyperparameters onto the
-space, trains with search.recipe.train.train and returns the best val accuracy; Hyperband's
-`tuner/epochs` becomes train()'s epoch budget (each bracket retrains from scratch, since a staged
-recipe has no single model to resume). Files: KerasTuner's own state in <study dir>/keras_tuner/
-(rerunning resumes it), each trial's folder in <study dir>/trials/<NNNN>/ as with Optuna, and
-<study dir>/report/trials.csv with Optuna's column names.
+space, runs the config on the same runner as the Optuna backend (a worker process by default) and
+returns the best val accuracy; Hyperband's `tuner/epochs` becomes the run's epoch budget (each
+bracket retrains from scratch, since a staged recipe has no single model to resume). Files:
+KerasTuner's own state in <study dir>/keras_tuner/ (rerunning resumes it), each trial's folder
+in <study dir>/trials/<NNNN>/ as with Optuna, and <study dir>/report/trials.csv with Optuna's column names.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from pathlib import Path
 import keras_tuner as kt
 import pandas as pd
 
-from search.cache.features import cached_stages
-from search.errors import DivergedError
 from search.files import write_atomic
-from search.recipe.data import Data
 from search.recipe.run_dir import write_history, write_start
-from search.recipe.train import train
+from search.runner.events import Diverged
 from search.tuning.records import STAGE_ATTRS, stage_attrs, trial_dir
 from search.tuning.space import Param, Space
 
@@ -59,55 +56,93 @@ def values_of(hp: kt.HyperParameters, space: Space) -> dict:
     return values
 
 
-def make_tuner(kind: str, space: Space, data: Data, study_dir: Path, max_trials: int,
-               cache=None, epoch_budget: int | None = None, log=print):
-    """A KerasTuner tuner of `kind` over `space`; stops once `epoch_budget` epochs are trained."""
-    base = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
-            "random": kt.RandomSearch}[kind]
-    study_dir = Path(study_dir)
-    stages = cached_stages(cache, space.max_depth())
+class SearchDone(Exception):
+    """This call's trials are done (their count, or the epoch budget): ends tuner.search()."""
 
-    class SearchTuner(base):
-        epochs_used = 0
 
-        def run_trial(self, trial, *args, **kwargs):
-            number = int(trial.trial_id)
-            values = values_of(trial.hyperparameters, space)
-            config = space.to_config(values)
-            run_dir = trial_dir(study_dir, number)
-            write_start(run_dir, config)
-            budget = trial.hyperparameters.values.get("tuner/epochs")  # Hyperband's resource
-            record = {"number": number, "params": values, "budget": budget,
-                      "datetime_start": time.strftime("%Y-%m-%d %H:%M:%S")}
-            t0 = time.perf_counter()
-            try:
-                result = train(config, data, log=lambda *_: None, stages=stages,
-                               epoch_budget=budget)
-            except DivergedError as e:
-                record.update(state="FAIL", failure=f"diverged: {e}")
-                _write_record(run_dir, record, t0)
-                raise kt.errors.FailedTrialError(str(e)) from None
-            write_history(run_dir, result.history)
-            record.update(state="COMPLETE", value=result.val_accuracy, epochs=len(result.history),
-                          **stage_attrs([s.__dict__ for s in result.stages]))
+class _SearchTuner:
+    """What our tuners add to KerasTuner's: run_trial maps the trial's hyperparameters onto the
+    space and runs the config on the runner (a worker process by default, as with Optuna);
+    `pre_create_trial` ends the search once this call ran its trials or spent its epochs."""
+
+    def __init__(self, *args, space: Space, runner, study_dir: Path, new_trials: int,
+                 epoch_budget: int | None = None, log=print, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.space, self.runner, self.study_dir = space, runner, Path(study_dir)
+        self.new_trials, self.epoch_budget, self.log = new_trials, epoch_budget, log
+        self.ran = self.epochs_used = 0
+
+    def pre_create_trial(self):
+        spent = self.epoch_budget is not None and self.epochs_used >= self.epoch_budget
+        if self.ran >= self.new_trials or spent:
+            raise SearchDone
+
+    def run_trial(self, trial, *args, **kwargs):
+        self.ran += 1
+        number = int(trial.trial_id)
+        values = values_of(trial.hyperparameters, self.space)
+        config = self.space.to_config(values)
+        run_dir = trial_dir(self.study_dir, number)
+        write_start(run_dir, config)
+        budget = trial.hyperparameters.values.get("tuner/epochs")  # Hyperband's resource
+        record = {"number": number, "params": values, "budget": budget,
+                  "datetime_start": time.strftime("%Y-%m-%d %H:%M:%S")}
+        t0 = time.perf_counter()
+        outcome = self.runner.run(config, epoch_budget=budget)
+        if isinstance(outcome, Diverged):
+            record.update(state="FAIL", failure=f"diverged: {outcome.message}")
             _write_record(run_dir, record, t0)
-            SearchTuner.epochs_used += len(result.history)
-            log(f"trial {number:>3}  keras-tuner {kind}  value {result.val_accuracy:.4f}  "
-                f"{record['seconds']:6.1f}s  {len(result.history)} epochs"
-                + (f" (budget {budget})" if budget else "") + f"  {values}")
-            if epoch_budget is not None and SearchTuner.epochs_used >= epoch_budget:
-                self.oracle.max_trials = len(self.oracle.trials)  # the oracle then stops
-            return {"val_accuracy": result.val_accuracy}
+            raise kt.errors.FailedTrialError(outcome.message) from None
+        history = pd.DataFrame(outcome.history)
+        write_history(run_dir, history)
+        record.update(state="COMPLETE", value=outcome.value, epochs=len(history),
+                      **stage_attrs(outcome.stages))
+        _write_record(run_dir, record, t0)
+        self.epochs_used += len(history)
+        self.log(f"trial {number:>3}  keras-tuner  value {outcome.value:.4f}  "
+                 f"{record['seconds']:6.1f}s  {len(history)} epochs"
+                 + (f" (budget {budget})" if budget else "") + f"  {values}")
+        return {"val_accuracy": outcome.value}
 
+
+class HyperbandSearch(_SearchTuner, kt.Hyperband):
+    pass
+
+
+class BayesianSearch(_SearchTuner, kt.BayesianOptimization):
+    pass
+
+
+class RandomSearch(_SearchTuner, kt.RandomSearch):
+    pass
+
+
+TUNER_CLASSES = {"hyperband": HyperbandSearch, "bayesian": BayesianSearch, "random": RandomSearch}
+
+
+def make_tuner(kind: str, space: Space, runner, study_dir: Path, new_trials: int,
+               epoch_budget: int | None = None, log=print):
+    """A KerasTuner tuner of `kind` over `space` that runs `new_trials` more trials (or stops
+    once `epoch_budget` epochs are trained) when its `search()` is called through `search`."""
     kwargs = dict(objective=kt.Objective("val_accuracy", "max"),
                   hyperparameters=hyperparameters(space), tune_new_entries=False,
                   seed=space.base.seed, directory=str(study_dir), project_name="keras_tuner",
-                  overwrite=False, max_consecutive_failed_trials=max(3, max_trials))
+                  overwrite=False, max_consecutive_failed_trials=max(3, new_trials))
     if kind == "hyperband":
         kwargs.update(max_epochs=space.max_epochs(), factor=3)
-    else:
-        kwargs["max_trials"] = max_trials
-    return SearchTuner(**kwargs)
+    else:  # no total: this call's count is new_trials (pre_create_trial), however many ran before
+        kwargs["max_trials"] = None
+    return TUNER_CLASSES[kind](space=space, runner=runner, study_dir=study_dir,
+                               new_trials=new_trials, epoch_budget=epoch_budget, log=log,
+                               **kwargs)
+
+
+def search(tuner) -> None:
+    """Run the tuner until its oracle stops or this call's trials (or epochs) are done."""
+    try:
+        tuner.search(verbose=0)
+    except SearchDone:
+        pass
 
 
 def _write_record(run_dir: Path, record: dict, t0: float) -> None:

@@ -1,12 +1,15 @@
 """After the search (any backend): retrain the best config over seeds, score it once on the test set.
 
-Writes into the study's results folder:
-  best_config.yaml   the best trial's full config (what `train --config` reads)
-  best_model.keras   the retrained model with the highest *validation* accuracy
-  test_metrics.json  test accuracy per seed, mean ± std, per-class accuracy, confusion matrix
-  misclassified.npz  the saved model's most confident test mistakes (images, true, predicted,
-                     confidence), for the report's grid
-  final/seed_<s>/    each retrain's history and curves
+`finalize_config` writes everything into a fresh folder <study dir>/final/<run>/, then publishes it
+in one step (search.tuning.records.publish_final: the `best` link and the top-level names):
+  best_config.yaml        the best trial's full config (what `train --config` reads)
+  best_model.keras        the retrained model with the highest *validation* accuracy (+ its
+                          TensorFlow SavedModel export, best_model_savedmodel/)
+  classes.json            class names in label order
+  test_metrics.json       test accuracy per seed, mean ± std, per-class accuracy, confusion matrix
+                          (and the seed recipe's, retrained on the same seeds, when asked)
+  misclassified.npz       the saved model's most confident test mistakes, for the report's grid
+  best_seed_<s>/, seed_recipe_seed_<s>/   each retrain's config, command, history and curves
 The test set is only ever scored here, after every choice has been made on validation data.
 """
 
@@ -21,6 +24,7 @@ from search.files import atomic_path, write_json
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.recipe.evaluate import format_metrics, metrics, predict_probs
+from search.recipe.network import Networks
 from search.recipe.run_dir import save_model, write_history, write_start
 from search.recipe.train import train
 from search.tuning.records import new_final_dir, publish_final
@@ -29,18 +33,21 @@ MISTAKES = 32  # test mistakes kept for the report
 
 
 def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: str,
-            log=print, stages=None, model_path: Path | None = None) -> dict:
+            log=print, stages=None, model_path: Path | None = None,
+            networks: Networks | None = None) -> dict:
     """Train `config` with seeds config.seed .. +seeds-1 on the same split; test each once.
     `stages`: what each stage fits on (search.recipe.train.StageSource; default the live recipe).
 
-    With model_path, the model of the seed with the best validation accuracy is saved there."""
+    With model_path, the model of the seed with the best validation accuracy is saved there.
+    `networks`: reused across seeds (default: one for this retrain)."""
+    networks = networks or Networks()
     runs, best_val = [], -math.inf
     for i in range(seeds):
         cfg = config.replace(seed=config.seed + i)
         run_dir = out_dir / f"{label}_seed_{cfg.seed}"
         write_start(run_dir, cfg)
         log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
-        result = train(cfg, data, log=log, stages=stages)
+        result = train(cfg, data, log=log, stages=stages, networks=networks)
         write_history(run_dir, result.history)
         probs = predict_probs(result.model, data.x_test)
         m = metrics(np.asarray(data.y_test), probs.argmax(axis=1), data.class_names)
@@ -94,15 +101,17 @@ def finalize_config(name: str, number: int, value: float, config: TrainConfig, d
     interrupted or concurrent finalize never leaves a mix of two runs (any search backend)."""
     log(f"best trial {number}: val_accuracy {value:.4f}; retraining {seeds}x")
     folder = new_final_dir(study_dir)
+    networks = Networks()  # one network per structure for every retrain below
     config.save(folder / "best_config.yaml")
     out = {"study": name, "best_trial": number, "best_trial_value": value,
            "config": config.to_dict(), "final_run": folder.name,
            **retrain(config, data, seeds, folder, "best", log, stages,
-                     model_path=folder / "best_model.keras")}
+                     model_path=folder / "best_model.keras", networks=networks)}
     if seed_value is not None:
         out["seed_recipe_trial_value"] = seed_value
     if baseline_config is not None:
-        b = retrain(baseline_config, data, seeds, folder, "seed_recipe", log, stages)
+        b = retrain(baseline_config, data, seeds, folder, "seed_recipe", log, stages,
+                    networks=networks)
         out["seed_recipe"] = {k: b[k] for k in ("seeds", "val_accuracy", "test_accuracy",
                                                 "test_accuracy_mean", "test_accuracy_std")}
     write_json(folder / "test_metrics.json", out)

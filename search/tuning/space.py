@@ -15,7 +15,8 @@ fine-tuning stage the trial runs (`stage_lr_1` .. `stage_lr_k`, conditional) and
 `stage_lrs`; and `unfreeze_stages`, the number of fine-tuning stages, which sets unfreeze_depth to
 unfreeze_stages x unfreeze_step (so that the layers opened per stage can be searched too, the
 seed recipe's 4 stages of 5 layers and 4 of 30 in one space). Nothing here knows Optuna or
-KerasTuner: the adapters turn Param into their own distributions (search/optuna_space.py).
+KerasTuner: the adapters turn Param into their own distributions (search/tuning/optuna_space.py,
+search/tuning/kt_backend.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -25,11 +24,6 @@ from search.tuning.optuna_space import all_distributions
 from search.tuning.space import Space
 from search.tuning.storage import open_storage, safe_url
 
-# TPE's `group` is marked experimental, and samplers warn when a conditional or categorical param
-# falls back to independent sampling: both are expected here and would drown the per-trial lines.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message=".*independent sampl.*")
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
 PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
 STAGE_PRUNERS = {"stage", "stage-median"}  # one value per stage end (step = stage index)

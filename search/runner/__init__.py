@@ -1,0 +1,6 @@
+"""The trial runner: one training run as typed events, in this process or in a worker process.
+
+    events.py   what a run tells whoever drives it (EpochEnd, StageEnd) and how it ends
+    trial.py    TrialRunner: a process's networks, its stage source and the cache; runs a config
+    worker.py   WorkerRunner: the same, in a reused child process, through a pipe
+"""

@@ -1,0 +1,175 @@
+"""WorkerRunner: a TrialRunner in a reused child process, with the same `run(config, listen)`.
+
+TensorFlow keeps the variables of every model trained in graph mode alive for the life of the
+process (tensorflow/tensorflow#61791), so runs happen in a child that is replaced every
+`max_runs` runs, and at once after a run that did not end cleanly. The child owns its networks
+and compiled programs for its life; it sends every event (search.runner.events) through a pipe
+and waits for the parent's word, so a driver prunes exactly as with a TrialRunner in process.
+The child never imports a search backend.
+
+Protocol (pickled dataclasses between this package's own processes): parent -> child
+`Job(config, epoch_budget)` or None (end); child -> parent events, each answered True (stop) or
+False, then the outcome, or `Failed`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import traceback
+from dataclasses import dataclass
+
+from search.recipe.config import TrainConfig
+from search.recipe.data import Data
+from search.runner.events import EpochEnd, Failed, Listener, Outcome, RunFailed, StageEnd
+
+
+@dataclass(frozen=True)
+class Job:
+    config: dict
+    epoch_budget: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a child needs to build its TrialRunner: the split, the cache's arguments (None: the
+    live recipe), the deepest boundary, and its TensorFlow thread count (None: TensorFlow's)."""
+
+    data: Data
+    cache_args: dict | None = None
+    cache_depth: int = 0
+    threads: int | None = None
+
+
+def _serve(conn, spec: WorkerSpec) -> None:
+    """The child: runs each job the parent sends, until it sends None or goes away."""
+    import os
+
+    from search.process import configure
+
+    # TensorFlow's start-up lines would repeat once per worker; errors travel through the pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        configure(threads=spec.threads)
+        from search.cache.store import FeatureCache
+        from search.runner.trial import TrialRunner
+
+        cache = FeatureCache(**spec.cache_args) if spec.cache_args is not None else None
+        runner = TrialRunner(spec.data, cache, spec.cache_depth)
+
+        def listen(event) -> bool:
+            conn.send(event)
+            return bool(conn.recv())
+
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:
+                return
+            if job is None:
+                return
+            conn.send(runner.run(TrainConfig.from_dict(job.config), listen, job.epoch_budget))
+    except KeyboardInterrupt:
+        pass
+    except BaseException as e:  # report, never hang the parent; this worker then ends
+        try:
+            conn.send(Failed(f"{type(e).__name__}: {e}", traceback.format_exc()[-2000:]))
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+class WorkerRunner:
+    """Runs configs in a child process that is started on first use and replaced after
+    `max_runs` runs (bounding TensorFlow's per-run leak) or whenever a run did not end cleanly
+    (an error, an interrupt, a broken pipe). Reusing it saves each run the child's start-up and
+    its networks' traces."""
+
+    def __init__(self, spec: WorkerSpec, max_runs: int = 50):
+        if max_runs < 1:
+            raise ValueError("max_runs must be at least 1")
+        self.spec, self.max_runs = spec, max_runs
+        self.proc = self.conn = None
+        self.runs = 0  # runs by the current child
+        self.started = 0  # children started
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")  # fork after TensorFlow has started is unsafe
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, self.spec), daemon=True)
+        # A Ctrl-C inside start() would leave a half-started child holding our stdout and stderr
+        # (a caller waiting for them to close hangs). Hold SIGINT until the child is tracked; the
+        # child inherits the mask, so Ctrl-C reaches only us, and we end the child.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        child.close()
+        self.proc, self.conn, self.runs = proc, parent, 0
+        self.started += 1
+
+    def run(self, config: TrainConfig, listen: Listener = lambda event: False,
+            epoch_budget: int | None = None) -> Outcome:
+        if self.proc is not None and not self.proc.is_alive():  # died while idle (e.g. OOM)
+            self.close(wait=False)
+        if self.proc is not None and self.runs >= self.max_runs:
+            self.close()
+        if self.proc is None:
+            self._start()
+        self.runs += 1
+        clean = False
+        try:
+            self.conn.send(Job(config.to_dict(), epoch_budget))
+            while True:
+                try:
+                    msg = self.conn.recv()
+                except EOFError:
+                    self.proc.join(10)
+                    raise RunFailed(f"training process died (exit code {self.proc.exitcode})") from None
+                if isinstance(msg, (EpochEnd, StageEnd)):
+                    self.conn.send(bool(listen(msg)))
+                    continue
+                if isinstance(msg, Failed):
+                    raise RunFailed(msg.message)
+                clean = True
+                return msg
+        finally:
+            if not clean:  # mid-run or broken: this child cannot take another run
+                self.close(wait=False)
+
+    def close(self, wait: bool = True) -> None:
+        """End the child: asked politely between runs (`wait`), terminated otherwise."""
+        proc, conn, self.proc, self.conn = self.proc, self.conn, None, None
+        if proc is None:
+            return
+        try:
+            if wait and proc.is_alive():
+                conn.send(None)
+                proc.join(10)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+# Runs a worker takes before it is replaced: on the cache it keeps its networks and compiled
+# programs and grows little a run; the live path grows by about 200 MiB a run (docs/benchmarks.md).
+DEFAULT_RUNS = {"cache": 50, "live": 1}
+
+
+def make_runner(data: Data, cache=None, cache_depth: int = 0, isolate: bool = True,
+                max_runs: int | None = None, log=None):
+    """A WorkerRunner (isolate; replaced every `max_runs` runs, by default DEFAULT_RUNS) or a
+    TrialRunner in this process."""
+    if not isolate:
+        from search.runner.trial import TrialRunner
+
+        return TrialRunner(data, cache, cache_depth, log=log)
+    spec = WorkerSpec(data, cache.args() if cache is not None else None, cache_depth)
+    return WorkerRunner(spec, max_runs or DEFAULT_RUNS["cache" if cache is not None else "live"])
