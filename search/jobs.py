@@ -84,6 +84,7 @@ class SearchOptions(RunOptions):
     heartbeat: int | None = None
     max_failures: int = 5  # consecutive failed trials that stop the search (0: never)
     sampler_seed: int | None = None  # None: the config's seed, salted per worker on shared storage
+    jobs: int = 1  # trials side by side in worker processes; 0: one per GPU, else per core
     no_final: bool = False
     retrain_seeds: int = 1
     test_baseline: bool = True  # the seed recipe retrained and tested beside the best
@@ -96,6 +97,11 @@ class SearchOptions(RunOptions):
     def __post_init__(self) -> None:
         if self.max_failures < 0:
             raise UserError("--max-failures must be 0 (never stop) or more.")
+        if self.jobs < 0:
+            raise UserError("--jobs must be 0 (one per GPU, or per core) or more.")
+        if self.no_isolate and self.jobs != 1:
+            raise UserError("--jobs runs trials side by side in worker processes; drop "
+                            "--no-isolate, or pass --jobs 1.")
         name = self.study_name
         if not STUDY_NAME.fullmatch(name) or name in (".", ".."):
             raise UserError(f"study name {name!r} is not a plain name; use letters, digits, '.', "
@@ -116,6 +122,14 @@ class SearchOptions(RunOptions):
             else:
                 argv += [flag, safe_url(value) if f.name == "storage" else str(value)]
         return argv
+
+    def jobs_to_run(self) -> int:
+        """--jobs, with 0 resolved from the machine (search.runner.pool.default_jobs)."""
+        if self.jobs:
+            return self.jobs
+        from search.runner.pool import default_jobs
+
+        return default_jobs()
 
     def storage_url(self) -> str:
         """--storage, else $SEARCH_STORAGE (keeps a password off the command line), else SQLite
@@ -193,7 +207,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.cache.features import cached_stages
     from search.files import write_json
     from search.report.page import make_report, trials_table
-    from search.runner.worker import make_runner
+    from search.runner.pool import make_runner
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
     from search.tuning.study import check_outcome, create_or_resume, finalize, report_unit, run
@@ -201,11 +215,12 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     url = opts.storage_url()
     ident = data_identity(source)  # hashes every image: once
     shared = is_server(url) or url.startswith("journal:")  # workers may start together
+    jobs = opts.jobs_to_run()
     study, resumed = create_or_resume(
         opts.study_name, url, space, opts.sampler, opts.pruner,
         space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
         heartbeat=default_heartbeat(url, opts.heartbeat), data=ident,
-        salt=shared and opts.sampler_seed is None)
+        salt=shared and opts.sampler_seed is None, concurrent=shared or jobs > 1)
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
     write_json(study_dir / "data.json", {**ident, "train": len(data.x_train),
@@ -221,11 +236,14 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
     runner = make_runner(data, cache, space.max_depth(), isolate=not opts.no_isolate,
-                         max_runs=opts.worker_trials, log=print if opts.verbose else None)
+                         max_runs=opts.worker_trials, log=print if opts.verbose else None,
+                         jobs=jobs)
+    if jobs > 1:
+        print(f"{jobs} trials side by side, each in its own worker process")
     objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner))
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
-               opts.max_failures)
+               opts.max_failures, n_jobs=jobs)
     check_outcome(study, mine)
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = study.best_trial if done else None
@@ -247,7 +265,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
 
 def _search_keras_tuner(opts: SearchOptions, space, data, t0: float) -> SearchOutcome:
     from search.cache.features import cached_stages
-    from search.runner.worker import make_runner
+    from search.runner.pool import make_runner
     from search.tuning import kt_backend
     from search.tuning.retrain import finalize_config
 

@@ -25,6 +25,38 @@ class Exploit:
         return Path.touch, (Path(self.marker),)
 
 
+class Reduce:
+    """Pickles as `fn(*args)` (then BUILD with `state`, if given): a crafted batch's payload."""
+
+    def __init__(self, fn, args, state=None):
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self):
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+def memory_bombs():
+    """Batches that once passed every check and then allocated gigabytes: an array claiming far
+    more elements than its bytes (rebuilt with stride 0 it fits every shape check), and a number
+    of a 1 GB void type."""
+    from numpy._core import multiarray
+
+    n = 10**6  # 3 GB at 3,072 bytes an image, from a file of a few KB
+    labels = [0] * n
+    strided = Reduce(np.ndarray, ((n, 3072), "u1", b"\0" * 3072, 0, (0, 1)))
+    claimed = Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                     (1, (n, 3072), np.dtype("u1"), False, b"\0" * 3072))
+    void = Reduce(multiarray.scalar, (np.dtype("V1000000000"),))
+    return ({b"data": strided, b"labels": labels}, {b"data": claimed, b"labels": labels},
+            {b"data": np.zeros((5, 3072), "u1"), b"labels": [void] * 5})
+
+
+def fifo(path):
+    import os
+
+    os.mkfifo(path)
+
+
 def python_batches(root, poison=None):
     """cifar-10-batches-py/ with real-shaped batches; `poison` replaces data_batch_1's content."""
     d = root / "cifar-10-batches-py"
@@ -96,6 +128,13 @@ def setup_files(tmp):
     f["not_a_dict"] = python_batches(tmp / "list", poison=[1, 2, 3])
     f["wrong_dtype"] = python_batches(tmp / "dtype", poison={b"data": np.zeros((5, 3072), "float64"),
                                                              b"labels": [0] * 5})
+    for key, bomb in zip(("strided_bomb", "claimed_bomb", "void_bomb"), memory_bombs()):
+        f[key] = python_batches(tmp / key, poison=bomb)
+    f["fifo_batch"] = python_batches(tmp / "fifo_batch")
+    fifo(f["fifo_batch"] / "cifar-10-batches-py" / "data_batch_2")
+    f["fifo_image"] = folders_with(tmp / "fifo_image", "x.png", fifo)
+    f["gif_as_png"] = folders_with(tmp / "gif", "x.png", lambda p: Image.new("RGB", (32, 32)).save(
+        p, format="GIF"))
     f["not_image"] = folders_with(tmp / "notimg", "x.jpg", lambda p: p.write_text("hello"))
     f["truncated"] = folders_with(tmp / "trunc", "x.jpg", truncated_jpeg)
     f["bomb"] = folders_with(tmp / "bomb", "x.png", huge_png)
@@ -121,6 +160,13 @@ CASES = [
     ("data-malicious-pickle", [*TRAIN, "--data-dir", "{evil}"], "never holds"),
     ("data-pickle-not-a-dict", [*TRAIN, "--data-dir", "{not_a_dict}"], "not a CIFAR-10 batch"),
     ("data-pickle-wrong-dtype", [*TRAIN, "--data-dir", "{wrong_dtype}"], "not a uint8 array"),
+    ("data-pickle-strided-array", [*TRAIN, "--data-dir", "{strided_bomb}"], "not a readable"),
+    ("data-pickle-array-over-its-bytes", [*TRAIN, "--data-dir", "{claimed_bomb}"],
+     "does not match its 3072 bytes"),
+    ("data-pickle-void-scalar", [*TRAIN, "--data-dir", "{void_bomb}"], "element type"),
+    ("data-fifo-batch", [*TRAIN, "--data-dir", "{fifo_batch}"], "not a regular file"),
+    ("data-fifo-image", [*TRAIN, "--data-dir", "{fifo_image}"], "not a regular file"),
+    ("data-gif-named-png", [*TRAIN, "--data-dir", "{gif_as_png}"], "x.png is not a readable image"),
     ("data-not-an-image", [*TRAIN, "--data-dir", "{not_image}"], "x.jpg is not a readable image"),
     ("data-truncated-image", [*TRAIN, "--data-dir", "{truncated}"], "x.jpg is a damaged image"),
     ("data-decompression-bomb", [*TRAIN, "--data-dir", "{bomb}"], "megapixel limit"),

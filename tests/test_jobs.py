@@ -50,7 +50,7 @@ def _shown(value) -> str:
 
 def test_every_default_that_help_states_is_the_one_the_code_uses():
     from search.recipe.config import TrainConfig
-    from search.runner.worker import DEFAULT_RUNS
+    from search.runner.pool import DEFAULT_RUNS
     from search.tuning.space import DEFAULT_SPACE
     from search.tuning.storage import default_heartbeat
 

@@ -223,3 +223,31 @@ def test_two_finalizes_at_once_leave_one_consistent_set(tmp_path, data_dir):
     assert metrics["final_run"] == current.name
     assert (study_dir / "best_config.yaml").read_text().startswith("seed:")
     assert not [p for p in study_dir.rglob(".*.tmp*")]  # no temporary file left behind
+
+
+def test_jobs_run_distinct_trials_side_by_side_and_each_value_is_reproduced_with_one(tmp_path,
+                                                                                    data_dir):
+    """--jobs 2: two worker processes on one study; every trial ran once, with its own params;
+    each trial's value is what --jobs 1 gives for the same params (a run depends on its config
+    alone, whichever worker ran it and whatever ran beside it)."""
+    storage = default_storage(tmp_path / "res")
+    out = finish(worker(tmp_path, data_dir, storage, "pair", 4, "--jobs", "2", "--sampler",
+                        "random", "--pruner", "none"))
+    assert "2 trials side by side" in out
+    study = optuna.load_study(study_name="pair", storage=storage)
+    trials = study.trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert sum(bool(t.user_attrs.get("seed_recipe")) for t in trials) == 1
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    starts = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(a[1] > b[0] for a, b in zip(starts, starts[1:]))  # two ran at once
+
+    again = optuna.create_study(study_name="again", storage=storage, direction="maximize")
+    for t in trials:
+        again.enqueue_trial(t.params)
+    finish(worker(tmp_path, data_dir, storage, "again", 4, "--jobs", "1", "--sampler", "random",
+                  "--pruner", "none"))
+    redo = {tuple(sorted(t.params.items())): t.value
+            for t in optuna.load_study(study_name="again", storage=storage).trials}
+    assert {tuple(sorted(t.params.items())): t.value for t in trials} == redo

@@ -22,7 +22,7 @@ from search.process import configure
 from search.recipe.config import SEED_CONFIG
 from search.recipe.data import make_data
 from search.recipe.synthetic import colour_source
-from search.runner.worker import make_runner
+from search.runner.pool import make_runner
 from search.tuning.objective import Objective
 from search.tuning.space import load_space
 from search.tuning.study import make_sampler

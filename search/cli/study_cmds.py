@@ -41,6 +41,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--sampler-seed", type=int, metavar="N",
                    help="sampler seed (default: --seed; on a shared storage salted with this "
                    "host and process, so that workers draw different trials)")
+    p.add_argument("--jobs", type=int, default=d.jobs, metavar="N",
+                   help="trials run side by side, each in its own worker process (default 1; 0: "
+                   "one per GPU, or on CPUs one per core up to memory, each on its share of the "
+                   "cores); TPE then treats running trials as bad (constant liar)")
     p.add_argument("--no-final", action="store_true",
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     add_retrain_flags(p)

@@ -73,5 +73,5 @@ class TrialRunner:
                         [s.__dict__ for s in result.stages],
                         self.cache.summary(before) if self.cache is not None else None)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Nothing to end in this process (the same interface as WorkerRunner)."""

@@ -33,12 +33,14 @@ class Job:
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a child needs to build its TrialRunner: the split, the cache's arguments (None: the
-    live recipe), the deepest boundary, and its TensorFlow thread count (None: TensorFlow's)."""
+    live recipe), the deepest boundary, its TensorFlow thread count (None: TensorFlow's) and
+    its GPU (None: whatever TensorFlow sees; a device id: that one alone, memory growth on)."""
 
     data: Data
     cache_args: dict | None = None
     cache_depth: int = 0
     threads: int | None = None
+    device: str | None = None
 
 
 def _serve(conn, spec: WorkerSpec) -> None:
@@ -50,6 +52,9 @@ def _serve(conn, spec: WorkerSpec) -> None:
     # TensorFlow's start-up lines would repeat once per worker; errors travel through the pipe.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
+    if spec.device is not None:  # before TensorFlow starts in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = spec.device
+        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     try:
         configure(threads=spec.threads)
         from search.cache.store import FeatureCache
@@ -120,24 +125,24 @@ class WorkerRunner:
         if self.proc is None:
             self._start()
         self.runs += 1
-        clean = False
+        proc, conn, clean = self.proc, self.conn, False  # close() from another thread may clear them
         try:
-            self.conn.send(Job(config.to_dict(), epoch_budget))
+            conn.send(Job(config.to_dict(), epoch_budget))
             while True:
                 try:
-                    msg = self.conn.recv()
-                except EOFError:
-                    self.proc.join(10)
-                    raise RunFailed(f"training process died (exit code {self.proc.exitcode})") from None
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    proc.join(10)
+                    raise RunFailed(f"training process died (exit code {proc.exitcode})") from None
                 if isinstance(msg, (EpochEnd, StageEnd)):
-                    self.conn.send(bool(listen(msg)))
+                    conn.send(bool(listen(msg)))
                     continue
                 if isinstance(msg, Failed):
                     raise RunFailed(msg.message)
                 clean = True
                 return msg
         finally:
-            if not clean:  # mid-run or broken: this child cannot take another run
+            if not clean and self.proc is proc:  # mid-run or broken: it cannot take another run
                 self.close(wait=False)
 
     def close(self, wait: bool = True) -> None:
@@ -156,20 +161,3 @@ class WorkerRunner:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(5)
-
-
-# Runs a worker takes before it is replaced: on the cache it keeps its networks and compiled
-# programs and grows little a run; the live path grows by about 200 MiB a run (docs/benchmarks.md).
-DEFAULT_RUNS = {"cache": 50, "live": 1}
-
-
-def make_runner(data: Data, cache=None, cache_depth: int = 0, isolate: bool = True,
-                max_runs: int | None = None, log=None):
-    """A WorkerRunner (isolate; replaced every `max_runs` runs, by default DEFAULT_RUNS) or a
-    TrialRunner in this process."""
-    if not isolate:
-        from search.runner.trial import TrialRunner
-
-        return TrialRunner(data, cache, cache_depth, log=log)
-    spec = WorkerSpec(data, cache.args() if cache is not None else None, cache_depth)
-    return WorkerRunner(spec, max_runs or DEFAULT_RUNS["cache" if cache is not None else "live"])

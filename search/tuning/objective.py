@@ -62,8 +62,12 @@ class Objective:
         self.argv, self.report = argv, report
 
     def close(self) -> None:
-        """End the runner's worker process, if any (between trials; safe to call twice)."""
+        """End the runner's worker processes, if any (between trials; safe to call twice)."""
         self.runner.close()
+
+    def interrupt(self) -> None:
+        """End the runner's worker processes now (Ctrl-C): the runs in them fail."""
+        self.runner.close(wait=False)
 
     def listener(self, trial: optuna.Trial, rows: list[dict]):
         """The one pruning path: every event of the run, in this process or from a worker."""

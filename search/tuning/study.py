@@ -9,6 +9,7 @@ import shlex
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,9 +36,13 @@ def report_unit(pruner: str) -> str:
     return "stage" if pruner in STAGE_PRUNERS else "epoch"
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, concurrent: bool = False) -> optuna.samplers.BaseSampler:
+    """`concurrent`: trials run side by side (--jobs, or workers on a shared storage), so TPE
+    treats the running ones as if they had scored badly (its constant liar) rather than drawing
+    the same region again while they run."""
     if name == "tpe":  # multivariate + group: models the conditional stage LRs jointly
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=concurrent)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":  # categorical/conditional params fall back to random sampling
@@ -94,7 +99,7 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
 
 def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int,
                      heartbeat: int | None = None, data: dict | None = None,
-                     salt: bool = False):
+                     salt: bool = False, concurrent: bool = False):
     """The study `name`, created (with the seed recipe enqueued as its first trial) or resumed
     (after checking that space, base config and data match). Returns (study, resumed).
 
@@ -131,7 +136,8 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
                   "trial 0 samples those instead.")
     if salt:
         seed = salted_seed(seed)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sampler, seed),
+    study = optuna.load_study(study_name=name, storage=storage,
+                              sampler=make_sampler(sampler, seed, concurrent),
                               pruner=make_pruner(pruner, space.max_epochs()))
     return study, resumed
 
@@ -203,35 +209,44 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
 
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
         resume_cmd: list[str], epoch_budget: int | None = None,
-        max_failures: int = 0) -> list[FrozenTrial]:
-    """optimize() with a line per trial and a progress bar; Ctrl-C fails the running trial only.
-    With epoch_budget, no new trial starts once this call's trials trained that many epochs; with
-    max_failures, none once that many trials in a row failed. Returns this call's trials."""
+        max_failures: int = 0, n_jobs: int = 1) -> list[FrozenTrial]:
+    """optimize() with a line per trial and a progress bar; Ctrl-C (or SIGTERM) ends the workers
+    at once, so the running trials fail and every completed one is kept. With epoch_budget, no
+    new trial starts once this call's trials trained that many epochs; with max_failures, none
+    once that many trials in a row failed; with n_jobs, that many trials run side by side (the
+    objective's runner must lend one worker to each). Returns this call's trials."""
     from tqdm import tqdm
 
     used, streak, mine = [0], [0], []
     unit = study.user_attrs.get("pruning_step", "epoch")
+    lock = threading.Lock()  # with n_jobs, trials end in Optuna's threads
 
     def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
-        mine.append(t)
-        streak[0] = streak[0] + 1 if t.state == TrialState.FAIL else 0
-        done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None,
-                              unit))
-        used[0] += int(t.user_attrs.get("epochs", 0))
-        if epoch_budget is not None and used[0] >= epoch_budget:
-            tqdm.write(f"epoch budget spent: {used[0]} epochs >= {epoch_budget}")
-            st.stop()
-        if max_failures and streak[0] >= max_failures:
-            tqdm.write(f"stopping: the last {streak[0]} trials failed (--max-failures {max_failures})")
-            st.stop()
+        with lock:
+            mine.append(t)
+            streak[0] = streak[0] + 1 if t.state == TrialState.FAIL else 0
+            done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            tqdm.write(trial_line(t, max(done, key=lambda x: x.value) if done else None, unit))
+            used[0] += int(t.user_attrs.get("epochs", 0))
+            if epoch_budget is not None and used[0] >= epoch_budget:
+                tqdm.write(f"epoch budget spent: {used[0]} epochs >= {epoch_budget}")
+                st.stop()
+            if max_failures and streak[0] >= max_failures:
+                tqdm.write(f"stopping: the last {streak[0]} trials failed (--max-failures "
+                           f"{max_failures})")
+                st.stop()
 
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed worker fails its trial cleanly
+    def interrupt(signum, frame):
+        objective.interrupt()  # the workers end now: their running trials fail
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, interrupt)
     t0 = time.time()
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                       callbacks=[on_trial], gc_after_trial=True,
+                       callbacks=[on_trial], gc_after_trial=True, n_jobs=n_jobs,
                        show_progress_bar=sys.stderr.isatty())
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -243,8 +258,9 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
               file=sys.stderr)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        objective.close()  # the worker process, if any
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        objective.close()  # the worker processes, if any
     return mine
 
 
@@ -261,10 +277,6 @@ def check_outcome(study: optuna.Study, mine: list[FrozenTrial]) -> None:
     what = "failed" if len(failed) == len(mine) else "ended without a completed trial"
     raise SearchFailed(f"all {len(mine)} trials of this search {what}; the most common reason "
                        f"({n}x): {why}")
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:

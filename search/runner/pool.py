@@ -1,0 +1,129 @@
+"""Several runners side by side: `--jobs N` worker processes sharing one study.
+
+`RunnerPool.run(config, listen)` takes a free runner, runs the config on it and gives it back, so
+N threads of the search process (Optuna's `n_jobs`) keep N workers busy. On CPUs the cores are
+split between the workers (TensorFlow's intra- and inter-op pools set per worker); with GPUs each
+worker gets one (`CUDA_VISIBLE_DEVICES`, memory growth on) and the search process none.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+
+from search.recipe.config import TrainConfig
+from search.recipe.data import Data
+from search.runner.events import Listener, Outcome
+from search.runner.worker import WorkerRunner, WorkerSpec
+
+MIB_PER_WORKER = 3072  # a worker on the cache at 32 px: networks, programs, batches (measured ~1.1 GiB)
+
+
+def gpu_count() -> int:
+    """GPUs visible to this process, counted without starting TensorFlow or CUDA here:
+    CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def memory_mib() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_jobs(gpus: int | None = None, cores: int | None = None) -> int:
+    """One worker per GPU; without GPUs, one per core (each on one thread: small per-trial
+    steps leave a two-thread trial's second core half idle), at most as many as memory holds
+    (MIB_PER_WORKER each) and at most 8."""
+    gpus = gpu_count() if gpus is None else gpus
+    if gpus:
+        return gpus
+    cores = cores or usable_cores()
+    mem = memory_mib()
+    fit = max(1, mem // MIB_PER_WORKER) if mem else cores
+    return max(1, min(cores, fit, 8))
+
+
+def worker_specs(spec: WorkerSpec, jobs: int, gpus: int | None = None,
+                 cores: int | None = None) -> list[WorkerSpec]:
+    """`jobs` copies of `spec`: on GPUs one device each, on CPUs the cores split between them."""
+    gpus = gpu_count() if gpus is None else gpus
+    if gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(gpus)]
+        return [WorkerSpec(spec.data, spec.cache_args, spec.cache_depth, spec.threads,
+                           device=ids[i % len(ids)]) for i in range(jobs)]
+    if jobs == 1:
+        return [spec]
+    threads = max(1, (cores or usable_cores()) // jobs)
+    return [WorkerSpec(spec.data, spec.cache_args, spec.cache_depth, threads)
+            for _ in range(jobs)]
+
+
+class RunnerPool:
+    """Runners lent one run at a time to whichever thread asks (see the module docstring)."""
+
+    def __init__(self, runners: list):
+        self.runners = list(runners)
+        self._free: queue.Queue = queue.Queue()
+        for r in self.runners:
+            self._free.put(r)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.runners)
+
+    def run(self, config: TrainConfig, listen: Listener = lambda event: False,
+            epoch_budget: int | None = None) -> Outcome:
+        runner = self._free.get()
+        try:
+            return runner.run(config, listen, epoch_budget)
+        finally:
+            self._free.put(runner)
+
+    def close(self, wait: bool = True) -> None:
+        """End every worker (wait=False: at once, failing the runs they are in)."""
+        with self._lock:
+            for r in self.runners:
+                r.close(wait=wait)
+
+
+# Runs a worker takes before it is replaced: on the cache it keeps its networks and compiled
+# programs and grows little a run; the live path grows by about 200 MiB a run (docs/benchmarks.md).
+DEFAULT_RUNS = {"cache": 50, "live": 1}
+
+
+def make_runner(data: Data, cache=None, cache_depth: int = 0, isolate: bool = True,
+                max_runs: int | None = None, log=None, jobs: int = 1):
+    """A WorkerRunner (isolate; replaced every `max_runs` runs, by default DEFAULT_RUNS), a
+    RunnerPool of `jobs` of them (search.runner.pool), or a TrialRunner in this process."""
+    if not isolate:
+        if jobs != 1:
+            raise ValueError("runs side by side need worker processes")
+        from search.runner.trial import TrialRunner
+
+        return TrialRunner(data, cache, cache_depth, log=log)
+    spec = WorkerSpec(data, cache.args() if cache is not None else None, cache_depth)
+    runs = max_runs or DEFAULT_RUNS["cache" if cache is not None else "live"]
+    if jobs == 1:
+        return WorkerRunner(spec, runs)
+    return RunnerPool([WorkerRunner(s, runs) for s in worker_specs(spec, jobs)])
