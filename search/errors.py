@@ -1,5 +1,21 @@
 """Errors a user can fix. The CLI prints the message as one sentence and exits with status 2."""
 
+import reprlib
+
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 2, 4, 4, 60, 60
+
+
+def show(value) -> str:
+    """A value from a user's file, quoted in a message: bounded in length and work whatever it is
+    (a YAML alias bomb's nested lists, an integer of thousands of digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        return f"an integer of {len(str(abs(value))) if abs(value) < 10**4000 else 'over 4000'} digits"
+    try:
+        return _SHOW.repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} too large to show"
+
 
 class UserError(Exception):
     """Bad input: the message names the problem and the fix."""

@@ -48,6 +48,11 @@ class RunOptions:
     cache_dtype: str = "float32"
     xla: bool = False
 
+    def __post_init__(self) -> None:
+        """Flags that no file can make right are refused before anything is read or written."""
+        if self.aug_views < 1 or self.cache_mem < 0:
+            raise UserError("--aug-views must be at least 1 and --cache-mem 0 or more.")
+
     @classmethod
     def from_namespace(cls, ns, **extra):
         """The options an argparse namespace carries (flags a command lacks keep their default)."""
@@ -64,8 +69,6 @@ class RunOptions:
 
         if self.no_cache:
             return None
-        if self.aug_views < 1 or self.cache_mem < 0:
-            raise UserError("--aug-views must be at least 1 and --cache-mem 0 or more.")
         d = self.cache_dir or str(Path(self.results_dir) / "cache")
         return FeatureCache(None if d.lower() == "none" else d, self.cache_mem, self.aug_views,
                             self.cache_dtype, self.xla)
@@ -95,8 +98,19 @@ class SearchOptions(RunOptions):
     storage: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_failures < 0:
             raise UserError("--max-failures must be 0 (never stop) or more.")
+        if (self.trials < 0 or self.retrain_seeds < 1
+                or (self.worker_trials is not None and self.worker_trials < 1)):
+            raise UserError("--trials must be 0 or more, and --retrain-seeds and --worker-trials "
+                            "at least 1.")
+        if self.timeout is not None and not self.timeout > 0:
+            raise UserError(f"--timeout must be a number of seconds above 0, not {self.timeout:g}.")
+        if self.epoch_budget is not None and self.epoch_budget < 1:
+            raise UserError("--epoch-budget must be at least 1 epoch.")
+        if self.heartbeat is not None and self.heartbeat < 0:
+            raise UserError("--heartbeat must be 0 (off) or a number of seconds.")
         if self.jobs < 0:
             raise UserError("--jobs must be 0 (one per GPU, or per core) or more.")
         if self.no_isolate and self.jobs != 1:
@@ -188,10 +202,6 @@ def run_search(opts: SearchOptions) -> SearchOutcome:
     from search.recipe.model import check_weights
     from search.tuning.space import load_space
 
-    if (opts.trials < 0 or opts.retrain_seeds < 1
-            or (opts.worker_trials is not None and opts.worker_trials < 1)):
-        raise UserError("--trials must be 0 or more, and --retrain-seeds and --worker-trials at "
-                        "least 1.")
     t0 = time.time()
     space = load_space(opts.space).with_base(**opts.overrides())  # validated before any storage
     check_weights(space.base.weights)
@@ -305,8 +315,6 @@ def finalize_study(opts: SearchOptions) -> dict:
     from search.tuning.storage import open_study
     from search.tuning.study import best_config, check_data, finalize
 
-    if opts.retrain_seeds < 1:
-        raise UserError("--retrain-seeds must be at least 1.")
     study = open_study(opts.study_name, opts.storage_url())
     _, config = best_config(study)
     config = config.replace(**opts.overrides())

@@ -47,8 +47,10 @@ def test_folders_and_python_and_keras_give_identical_arrays(tmp_path, monkeypatc
 
     write_python(tmp_path / "py" / "cifar-10-batches-py")
     write_folders(tmp_path / "img")
-    monkeypatch.setattr(keras.datasets.cifar10, "load_data",
-                        lambda: ((XTR, YTR.reshape(-1, 1)), (XTE, YTE.reshape(-1, 1))))
+    # Keras' download, as get_file leaves it extracted in its cache (no network here).
+    write_python(tmp_path / "keras" / "cifar-10-batches-py-target" / "cifar-10-batches-py")
+    monkeypatch.setattr(keras.utils, "get_file",
+                        lambda **kw: str(tmp_path / "keras" / kw["fname"]))
     py, img, ks = load_source(tmp_path / "py"), load_source(tmp_path / "img"), load_source(None)
     assert (py.layout, img.layout, ks.layout) == ("python", "folders", "keras")
     # Folder order differs from the file order; compare as sets of (label, pixels) per class.
@@ -116,13 +118,6 @@ def test_fewer_images_than_requested(tmp_path):
         make_data(load_source(tmp_path / "p"), 100, 10, 0)
 
 
-def test_not_three_channel(tmp_path):
-    write_folders(tmp_path)
-    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "train" / "cat" / "0000.png")
-    with pytest.raises(DataError, match="not 3-channel"):
-        load_source(tmp_path)
-
-
 def test_too_small(tmp_path):
     small = rng.integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
     write_folders(tmp_path, xtr=small, xte=small[:20])
@@ -139,9 +134,28 @@ def test_labels_out_of_range(tmp_path):
 def test_keras_download_failure_is_a_sentence(monkeypatch):
     import keras
 
-    def boom():
+    def boom(**kwargs):
         raise OSError("no network")
 
-    monkeypatch.setattr(keras.datasets.cifar10, "load_data", boom)
+    monkeypatch.setattr(keras.utils, "get_file", boom)
     with pytest.raises(DataError, match="--data-dir"):
         load_source(None)
+
+
+def test_images_in_other_modes_are_converted_to_rgb_as_keras_loads_them(tmp_path):
+    """Grayscale, palette and CMYK images are legitimate: converted to RGB (PIL's convert, as
+    keras.utils.load_img does), never refused."""
+    from PIL import Image
+
+    root = tmp_path / "img"
+    write_folders(root)
+    first = sorted((root / "train" / "airplane").iterdir())[0]
+    rgb = np.asarray(Image.open(first).convert("RGB"))
+    for mode, suffix in (("L", ".png"), ("P", ".png"), ("CMYK", ".jpg")):
+        target = first.with_name(f"other_{mode}{suffix}")
+        Image.open(first).convert(mode).save(target)
+    s = load_source(root)
+    assert s.x_train.shape[1:] == (32, 32, 3)
+    gray = np.asarray(Image.open(first).convert("L").convert("RGB"))
+    assert any(np.array_equal(x, gray) for x in s.x_train)  # three equal channels
+    assert any(np.array_equal(x, rgb) for x in s.x_train)

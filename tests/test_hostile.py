@@ -111,6 +111,23 @@ def setup_files(tmp):
     f["space_fixed"] = tmp / "space_fixed.yaml"
     f["space_fixed"].write_text(f"base_config: {ROOT / 'configs' / 'seed.yaml'}\n"
                                 "params:\n  train_samples: {type: int, low: 100, high: 200}\n")
+    space_head = f"base_config: {ROOT / 'configs' / 'seed.yaml'}\nparams:\n"
+    for key, text in (
+            ("float_step", "  unfreeze_depth: {type: int, low: 0, high: 20, step: 2.5}\n"),
+            ("too_deep", "  unfreeze_stages: {type: int, low: 0, high: 5}\n"
+                         "  unfreeze_step: {type: categorical, choices: [10, 40]}\n"
+                         "  stage_lr: {type: float, low: 1.0e-5, high: 1.0e-3, log: true, "
+                         "per_stage: true}\n")):
+        f[key] = tmp / f"{key}.yaml"
+        f[key].write_text(space_head + text)
+    f["long_int"] = tmp / "long_int.yaml"
+    f["long_int"].write_text("seed: " + "9" * 5000 + "\n")
+    f["deep_yaml"] = tmp / "deep.yaml"
+    f["deep_yaml"].write_text("seed: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    f["alias_bomb"] = tmp / "alias_bomb.yaml"  # 9^9 elements if ever expanded
+    lines = ["stage_lrs:", '  - &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    f["alias_bomb"].write_text("\n".join(lines) + "\n")
     f["garbage_h5"] = tmp / "garbage.weights.h5"
     f["garbage_h5"].write_bytes(b"not an hdf5 file at all")
     f["garbage_keras"] = tmp / "garbage.keras"
@@ -130,6 +147,8 @@ def setup_files(tmp):
                                                              b"labels": [0] * 5})
     for key, bomb in zip(("strided_bomb", "claimed_bomb", "void_bomb"), memory_bombs()):
         f[key] = python_batches(tmp / key, poison=bomb)
+    f["huge_label"] = python_batches(tmp / "huge_label", poison={
+        b"data": np.zeros((5, 3072), "u1"), b"labels": [10**30] * 5})
     f["fifo_batch"] = python_batches(tmp / "fifo_batch")
     fifo(f["fifo_batch"] / "cifar-10-batches-py" / "data_batch_2")
     f["fifo_image"] = folders_with(tmp / "fifo_image", "x.png", fifo)
@@ -153,6 +172,9 @@ CASES = [
     ("config-zoom-over-1", ["train", "--config", "{big_zoom}"], "'aug_zoom'"),
     ("config-inf-lr", ["train", "--config", "{inf_lr}"], "'head_lr'"),
     ("config-nan-min-lr", ["train", "--config", "{nan_min_lr}"], "'min_lr'"),
+    ("config-5000-digit-integer", ["train", "--config", "{long_int}"], "numbers too large"),
+    ("config-nested-too-deeply", ["train", "--config", "{deep_yaml}"], "nested too deeply"),
+    ("config-alias-bomb", ["train", "--config", "{alias_bomb}"], "'stage_lrs' must be"),
     ("seed-flag-negative", [*TRAIN, "--seed", "-5"], "'seed'"),
     ("weights-missing", ["train", "--weights", "{tmp}/none.h5"], "does not exist"),
     ("weights-garbage", ["train", "--weights", "{garbage_h5}"], "could not be loaded"),
@@ -164,6 +186,7 @@ CASES = [
     ("data-pickle-array-over-its-bytes", [*TRAIN, "--data-dir", "{claimed_bomb}"],
      "does not match its 3072 bytes"),
     ("data-pickle-void-scalar", [*TRAIN, "--data-dir", "{void_bomb}"], "element type"),
+    ("data-label-10-to-the-30", [*TRAIN, "--data-dir", "{huge_label}"], "class numbers"),
     ("data-fifo-batch", [*TRAIN, "--data-dir", "{fifo_batch}"], "not a regular file"),
     ("data-fifo-image", [*TRAIN, "--data-dir", "{fifo_image}"], "not a regular file"),
     ("data-gif-named-png", [*TRAIN, "--data-dir", "{gif_as_png}"], "x.png is not a readable image"),
@@ -176,6 +199,14 @@ CASES = [
     ("search-space-missing", ["search", "--space", "{tmp}/nope.yaml"], "does not exist"),
     ("search-space-fixed-key", ["search", "--space", "{space_fixed}"], "cannot be searched"),
     ("search-negative-trials", ["search", "--trials", "-1"], "--trials"),
+    ("search-space-float-step-on-int", ["search", "--space", "{float_step}"], "an integer"),
+    ("search-space-deeper-than-the-base", ["search", "--space", "{too_deep}"], "past the 174"),
+    ("search-zero-aug-views", ["search", "--aug-views", "0"], "--aug-views"),
+    ("search-negative-cache-mem", ["search", "--cache-mem", "-1"], "--cache-mem"),
+    ("search-negative-heartbeat", ["search", "--heartbeat", "-1"], "--heartbeat"),
+    ("search-negative-timeout", ["search", "--timeout", "-1"], "--timeout"),
+    ("search-zero-epoch-budget", ["search", "--epoch-budget", "0"], "--epoch-budget"),
+    ("search-jobs-in-process", ["search", "--jobs", "2", "--no-isolate"], "--jobs"),
     ("search-negative-max-failures", ["search", "--max-failures", "-1"], "--max-failures"),
     ("search-unreachable-storage",
      ["search", "--storage", "postgresql+psycopg://me:hunter2@127.0.0.1:1/db", "--weights", "none",
@@ -241,3 +272,18 @@ def test_the_safe_unpickler_still_reads_real_batches(tmp_path):
     ref = tiny_source(60, 20)
     np.testing.assert_array_equal(s.x_train, ref.x_train)
     np.testing.assert_array_equal(s.y_test, ref.y_test)
+
+
+def test_keras_s_cached_download_is_read_by_the_checked_loader(tmp_path, monkeypatch):
+    """Without --data-dir the data comes from Keras' CIFAR-10 cache; a batch planted there (in
+    a temporary KERAS_HOME) is refused by our unpickler, never run."""
+    import keras
+
+    home = tmp_path / "keras_home"
+    cached = home / "datasets" / "cifar-10-batches-py-target"
+    marker = tmp_path / "pwned"
+    python_batches(cached, poison=Exploit(marker))
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setattr(keras.utils, "get_file", lambda **kw: str(home / "datasets" / kw["fname"]))
+    assert main([*TRAIN, "--results-dir", str(tmp_path / "res")]) == 2
+    assert not marker.exists() and not (tmp_path / "res").exists()

@@ -142,3 +142,35 @@ def test_report_of_a_study_with_one_or_no_finished_trial_says_why(tmp_path, stat
         assert drawn == ({"intermediate_values"} if states else set())
         assert "no trial has completed" in text
     assert len(pd.read_csv(index.parent / "trials.csv")) == len(states) if states else True
+
+
+def test_class_names_are_drawn_as_plain_text_and_a_failing_figure_spares_the_rest(tmp_path,
+                                                                                   monkeypatch):
+    """A class folder named like mathtext ('$\\foo$') once raised in every figure after the
+    retrain; now it is text. A figure that still fails says so and the report goes on."""
+    from search.report import plots
+
+    study, study_dir, rng = make_study(tmp_path, ["complete"] * 3)
+    write_final(study_dir, rng)
+    metrics = json.loads((study_dir / "test_metrics.json").read_text())
+    names = [r"$\foo$", *NAMES[1:]]
+    metrics["saved_model"]["class_names"] = names
+    (study_dir / "test_metrics.json").write_text(json.dumps(metrics))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no font")
+
+    monkeypatch.setattr(plots, "slice_plot", broken)
+    text = make_report(study, study_dir).read_text()
+    assert png_size(study_dir / "report" / "confusion_matrix.png") == (900, 800)
+    assert "slice" in text and "drawing it failed (RuntimeError: no font)" in text
+    assert not (study_dir / "report" / "slice.png").exists()
+    assert (study_dir / "report" / "optimization_history.png").is_file()
+
+
+def test_a_confusion_matrix_of_thousands_of_classes_is_not_drawn(tmp_path):
+    from search.report import plots
+
+    with pytest.raises(plots.Absent, match="2000 classes"):
+        plots.confusion_matrix(np.zeros((2000, 2000), int), [str(i) for i in range(2000)],
+                               tmp_path, 0.5)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from search.errors import ConfigError
+from search.errors import ConfigError, show
 from search.files import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ class TrainConfig:
         """Every field's range: a config that passes trains without a numpy or Keras traceback."""
         def need(cond: bool, key: str, what: str) -> None:
             if not cond:
-                raise ConfigError(f"config key '{key}' {what} (got {getattr(self, key)!r}).")
+                raise ConfigError(f"config key '{key}' {what} (got {show(getattr(self, key))}).")
 
         def within(key: str, low: float, high: float, low_open: bool = False,
                    high_open: bool = False) -> None:
@@ -163,6 +163,10 @@ class TrainConfig:
         except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: "
                               f"{(str(e).splitlines() or [type(e).__name__])[0][:200]}.") from None
+        except (RecursionError, ValueError):  # nesting deeper than Python's stack; huge numbers
+            raise ConfigError(f"{path}: nested too deeply or holding numbers too large to read; "
+                              "a config is a flat mapping of keys to numbers, strings and "
+                              "lists.") from None
         return cls.from_dict(raw or {}, source=str(path))
 
     def save(self, path: str | Path) -> None:
@@ -179,7 +183,7 @@ def _coerce(key: str, value: Any, typ: str, source: str) -> Any:
     """Check one value against its annotated type (annotations are strings here)."""
 
     def bad() -> ConfigError:
-        return ConfigError(f"{source}: config key '{key}' must be {typ}, got {value!r}.")
+        return ConfigError(f"{source}: config key '{key}' must be {typ}, got {show(value)}.")
 
     if typ == "bool":
         if not isinstance(value, bool):

@@ -97,18 +97,26 @@ def load_source(data_dir: str | Path | None = None) -> Source:
                     "(data_batch_1..5, test_batch) or train/<class>/*.jpg and test/<class>/*.jpg.")
 
 
+# Keras' own CIFAR-10 download (keras.datasets.cifar10.load_data), fetched the same way but read
+# with the checked loader below: Keras' loader unpickles the cached files with the plain pickle.
+KERAS_CIFAR10 = {"fname": "cifar-10-batches-py-target",
+                 "origin": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                 "file_hash": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"}
+
+
 def _load_keras() -> Source:
     import keras
 
     try:
-        (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
+        path = keras.utils.get_file(extract=True, **KERAS_CIFAR10)
     except Exception as e:  # no network and no cached copy
-        raise DataError("could not download CIFAR-10 with keras.datasets.cifar10 "
+        raise DataError("could not download CIFAR-10 as keras.datasets.cifar10 does "
                         f"({type(e).__name__}); connect to the internet once, or pass --data-dir "
                         "with a local copy (cifar-10-batches-py/ or train/ and test/ image folders)."
                         ) from None
-    return _checked(xtr, ytr.reshape(-1), xte, yte.reshape(-1), CIFAR10_CLASSES,
-                    "keras", "keras.datasets.cifar10")
+    s = _load_python(Path(path) / "cifar-10-batches-py")
+    return Source(s.x_train, s.y_train, s.x_test, s.y_test, CIFAR10_CLASSES, "keras",
+                  "keras.datasets.cifar10")
 
 
 MAX_BATCH_BYTES = 512 * 2**20  # one batch file (CIFAR-10's are 31 MB, CIFAR-100's train 155 MB)
@@ -255,9 +263,10 @@ def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
                         f"{getattr(data, 'dtype', '')}, not a uint8 array; it is not a CIFAR-10 "
                         "python batch.")
     if not isinstance(labels, list | np.ndarray) or not all(
-            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels):
-        raise DataError(f"{path}: its labels are not a list of integers; it is not a CIFAR-10 "
-                        "python batch.")
+            isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= v < 2**31
+            for v in labels):
+        raise DataError(f"{path}: its labels are not a list of class numbers (integers from 0); "
+                        "it is not a CIFAR-10 python batch.")
     labels = np.asarray(labels, dtype=np.int64)
     if data.ndim != 2 or len(labels) != len(data):
         raise DataError(f"{path} holds {len(labels)} labels for data of shape {data.shape}; it is "
@@ -317,9 +326,6 @@ def _read_split(split_dir: Path, classes: list[str] | None) -> tuple[np.ndarray,
                             "add images or remove the folder.")
         for p in files:
             with open_image(p) as im:
-                if im.mode != "RGB":
-                    raise DataError(f"{p} is a {im.mode} image, not 3-channel RGB; convert it "
-                                    "(e.g. PIL's .convert('RGB')) or remove it.")
                 arr = decode(im, p)
             if shape is None:
                 shape = arr.shape
@@ -351,8 +357,12 @@ def open_image(path: Path):
 
 
 def decode(im, path: Path) -> np.ndarray:
-    """The image's pixels as uint8; a truncated or corrupt file is a DataError naming it."""
+    """The image's pixels as H×W×3 uint8: other modes (grayscale, palette, CMYK, 16-bit) are
+    converted to RGB as Keras' own image loaders do; a truncated or corrupt file is a DataError
+    naming it."""
     try:
+        if im.mode != "RGB":
+            im = im.convert("RGB")
         return np.asarray(im, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path} is a damaged image ({str(e)[:160]}); replace or remove it.") from None

@@ -68,13 +68,14 @@ def load_model(path: str | Path):
 
 def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
     """An image file as H×W×3 uint8 at the model's input size (resized with PIL when it differs)."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image {path} does not exist; pass paths to .png/.jpg files.")
     with open_image(path) as im:
         try:
+            im = ImageOps.exif_transpose(im)  # a photo as its camera meant it, upright
             if im.mode != "RGB":
                 im = im.convert("RGB")
             if im.size != (shape[1], shape[0]):

@@ -19,6 +19,7 @@ import html
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import optuna
 import pandas as pd
@@ -99,10 +100,14 @@ def make_figures(study: optuna.Study, study_dir: Path, out: Path) -> dict[str, P
     figures: dict[str, Path | str] = {}
     for name, make in makers.items():
         try:
-            figures[name] = make()
+            with matplotlib.rc_context({"text.parse_math": False}):  # names are plain text
+                figures[name] = make()
         except rp.Absent as e:
             figures[name] = str(e)
             (out / f"{name}.png").unlink(missing_ok=True)  # no stale figure from an earlier report
+        except Exception as e:  # one figure that fails never fails the report
+            figures[name] = f"drawing it failed ({type(e).__name__}: {str(e)[:200]})"
+            (out / f"{name}.png").unlink(missing_ok=True)
     return figures
 
 

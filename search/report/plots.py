@@ -226,7 +226,13 @@ def top5_curves(runs: list[tuple], out: Path) -> Path:
     return _save(fig, "top5_curves", out)
 
 
+MAX_MATRIX_CLASSES = 50  # a bigger matrix is unreadable as a figure (and costs classes² texts)
+
+
 def confusion_matrix(cm, names, out: Path, accuracy: float) -> Path:
+    if len(names) > MAX_MATRIX_CLASSES:
+        raise Absent(f"{len(names)} classes are too many for a readable figure (over "
+                     f"{MAX_MATRIX_CLASSES}); the matrix is in test_metrics.json.")
     cm = np.asarray(cm)
     rate = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots()

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from search.errors import ConfigError
+from search.errors import ConfigError, show
 from search.recipe.config import TrainConfig
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
@@ -40,6 +40,7 @@ STUDY_FIXED = {
     "split_seed": "the study draws its train/val split once",
     "weights": "the study's backbone (and its cache) is fixed when it starts",
 }
+MAX_DEPTH = 174  # layers of ResNet50 (no top) above its input: the most a stage can open
 STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
 STAGES_PARAM = "unfreeze_stages"  # not a config key: unfreeze_depth = stages x unfreeze_step
 KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
@@ -164,6 +165,9 @@ def load_space(path: str | Path | None = None) -> Space:
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         raise ConfigError(f"{path}: not valid YAML: "
                           f"{(str(e).splitlines() or [type(e).__name__])[0][:200]}.") from None
+    except (RecursionError, ValueError):  # nesting deeper than Python's stack; huge numbers
+        raise ConfigError(f"{path}: nested too deeply or holding numbers too large to read; a "
+                          "space file is a mapping of params to their bounds.") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a space file is a mapping with 'params' (and optional "
                           "'base_config', 'fixed').")
@@ -178,6 +182,10 @@ def load_space(path: str | Path | None = None) -> Space:
     parsed = tuple(_param(path, name, spec, base) for name, spec in params.items())
     space = Space(path, base, parsed)
     _check_stages(space)
+    if space.max_depth() > MAX_DEPTH:
+        raise ConfigError(f"{path}: its deepest trial opens {space.max_depth()} layers "
+                          f"(stages x step), past the {MAX_DEPTH} layers ResNet50 has above its "
+                          "input; lower the highest unfreeze_stages or unfreeze_step.")
     return space
 
 
@@ -199,7 +207,7 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
         raise ConfigError(f"{where} must be a mapping with 'type' and its bounds or choices.")
     typ = spec.get("type")
     if typ not in KEYS:
-        raise ConfigError(f"{where}: key 'type' must be float, int or categorical, got {typ!r}.")
+        raise ConfigError(f"{where}: key 'type' must be float, int or categorical, got {show(typ)}.")
     extra = set(spec) - KEYS[typ]
     if extra:
         raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}' for type {typ}; allowed: "
@@ -230,9 +238,9 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
     for key in ("low", "high"):
         v = spec.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{where}: key '{key}' must be a number, got {v!r}.")
+            raise ConfigError(f"{where}: key '{key}' must be a number, got {show(v)}.")
         if typ == "int" and not isinstance(v, int):
-            raise ConfigError(f"{where}: key '{key}' must be an integer for type int, got {v!r}.")
+            raise ConfigError(f"{where}: key '{key}' must be an integer for type int, got {show(v)}.")
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     if not low < high:
         raise ConfigError(f"{where}: key 'low' ({low}) must be below 'high' ({high}).")
@@ -240,8 +248,10 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
         raise ConfigError(f"{where}: key 'log' must be true or false.")
     if log and low <= 0:
         raise ConfigError(f"{where}: key 'low' must be > 0 when log is true, got {low}.")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-        raise ConfigError(f"{where}: key 'step' must be a positive number, got {step!r}.")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0
+                             or (typ == "int" and not isinstance(step, int))):
+        raise ConfigError(f"{where}: key 'step' must be a positive number (an integer for type "
+                          f"int), got {show(step)}.")
     if step is not None and log:
         raise ConfigError(f"{where}: key 'step' cannot be combined with log: true.")
     if typ == "float" and target not in ("float",):
@@ -261,7 +271,7 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
 def _check_stage_count(where: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
         raise ConfigError(f"{where}: a number of stages must be an integer from 0 to 20, "
-                          f"got {value!r}.")
+                          f"got {show(value)}.")
 
 
 def _stage_fill(base: TrainConfig, name: str, value: Any) -> dict:
