@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from search.errors import UserError
-from search.tuning.storage import DEFAULT_STUDY, default_storage, safe_url
+from search.secrets import safe_url
+from search.tuning.storage import DEFAULT_STUDY, default_storage
 
 STORAGE_ENV = "SEARCH_STORAGE"
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -250,7 +251,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
                          jobs=jobs)
     if jobs > 1:
         print(f"{jobs} trials side by side, each in its own worker process")
-    objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner))
+    objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,))
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
                opts.max_failures, n_jobs=jobs)

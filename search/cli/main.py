@@ -8,11 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import traceback
 
 from search.cli import bench_cmds, recipe_cmds, study_cmds
 from search.errors import SearchFailed, UserError
 from search.process import configure
+from search.secrets import process_secrets, scrub
 
 MODULES = (study_cmds, recipe_cmds, bench_cmds)  # in the order `-h` lists their commands
 
@@ -43,3 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # the last handler: one scrubbed line, the traceback to a file
+        urls = [u for u in (getattr(args, "storage", None), *process_secrets()) if u]
+        where = _write_traceback(scrub(traceback.format_exc(), *urls))
+        print(f"error: unexpected {type(e).__name__}: {scrub(str(e), *urls)[:300]}; "
+              f"the full traceback (passwords masked) is in {where}", file=sys.stderr)
+        return 1
+
+
+def _write_traceback(text: str) -> str:
+    """The traceback in a fresh private file in the system's temporary folder (never under the
+    results folder, which the failed command must not have half-written)."""
+    fd, path = tempfile.mkstemp(prefix="run_search-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path

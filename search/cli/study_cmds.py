@@ -129,8 +129,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
+    from search.secrets import safe_url
     from search.tuning.records import artifact_dir
-    from search.tuning.storage import load_existing, open_storage, safe_url
+    from search.tuning.storage import load_existing, open_storage
 
     opts = SearchOptions.from_namespace(args)
     url = opts.storage_url()

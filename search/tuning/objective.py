@@ -22,7 +22,7 @@ import pandas as pd
 from search.files import write_atomic
 from search.recipe.run_dir import write_history, write_start
 from search.runner.events import Diverged, EpochEnd, StageEnd, Stopped
-from search.secrets import mask_url
+from search.secrets import scrub
 from search.tuning.optuna_space import suggest
 from search.tuning.records import artifact_dir, stage_attrs, trial_dir
 from search.tuning.space import Space
@@ -31,7 +31,7 @@ MONITOR = "val_accuracy"
 
 
 def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
-         epochs: int | None = None) -> None:
+         epochs: int | None = None, secrets: tuple[str, ...] = ()) -> None:
     """An optuna-dashboard note on the trial (markdown): outcome, then a table of its stages."""
     lines = [outcome]
     if epochs is not None:
@@ -47,12 +47,12 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
     try:
         import optuna_dashboard
 
-        optuna_dashboard.save_note(trial, mask_url("\n".join(lines)))  # errors may quote a URL
+        optuna_dashboard.save_note(trial, scrub("\n".join(lines), *secrets))  # errors may quote it
     except Exception as e:  # a note must never fail a trial
         print(f"  (note not saved: {type(e).__name__}: {e})")
 class Objective:
     def __init__(self, space: Space, runner, study_dir: Path, argv: list[str] | None = None,
-                 report: str = "epoch"):
+                 report: str = "epoch", secrets: tuple[str, ...] = ()):
         """runner: what trains (search.runner: a TrialRunner in this process or a WorkerRunner).
         report: what the pruner sees, "epoch" (val accuracy at every epoch, step = global
         epoch) or "stage" (best val accuracy at every stage end, step = stage index)."""
@@ -60,6 +60,7 @@ class Objective:
             raise ValueError(f"report must be 'epoch' or 'stage', not {report!r}")
         self.space, self.runner, self.study_dir = space, runner, Path(study_dir)
         self.argv, self.report = argv, report
+        self.secrets = secrets  # storage URLs whose passwords no note or attribute may hold
 
     def close(self) -> None:
         """End the runner's worker processes, if any (between trials; safe to call twice)."""
@@ -97,9 +98,10 @@ class Objective:
         try:
             outcome = self.runner.run(config, self.listener(trial, rows))
         except Exception as e:
-            trial.set_user_attr("failure", mask_url(f"{type(e).__name__}: {e}")[:1000])
+            why = scrub(f"{type(e).__name__}: {e}", *self.secrets)[:1000]
+            trial.set_user_attr("failure", why)
             self._record_partial(trial, rows, run_dir)
-            note(trial, f"**failed**: {type(e).__name__}: {e}"[:1000], epochs=len(rows))
+            note(trial, f"**failed**: {why}", epochs=len(rows), secrets=self.secrets)
             raise
         if isinstance(outcome, Diverged):
             trial.set_user_attr("failure", f"diverged: {outcome.message}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 
 from search.errors import UserError
-from search.secrets import mask_url, scrub
+from search.secrets import safe_url, scrub
 
 DEFAULT_STUDY = "resnet50-cifar10"
 
@@ -28,11 +28,6 @@ def default_heartbeat(url: str, given: int | None) -> int | None:
 
 def default_storage(results_dir: str | Path) -> str:
     return f"sqlite:///{(Path(results_dir) / 'optuna.db').resolve()}"
-
-
-def safe_url(url: str) -> str:
-    """The URL with any password (userinfo or query parameter) masked, for messages and files."""
-    return mask_url(url)
 
 
 def open_storage(url: str, create: bool = True,

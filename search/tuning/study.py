@@ -20,10 +20,10 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import SearchFailed, UserError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
-from search.secrets import MASK
+from search.secrets import MASK, safe_url
 from search.tuning.optuna_space import all_distributions
 from search.tuning.space import Space
-from search.tuning.storage import open_storage, safe_url
+from search.tuning.storage import open_storage
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
 PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
