@@ -87,7 +87,7 @@ class SearchOptions(RunOptions):
     tuner: str = "hyperband"
     heartbeat: int | None = None
     max_failures: int = 5  # consecutive failed trials that stop the search (0: never)
-    sampler_seed: int | None = None  # None: the config's seed, salted per worker on shared storage
+    sampler_seed: int | None = None  # None: the config's seed; random on a resume or shared storage
     jobs: int = 1  # trials side by side in worker processes; 0: one per GPU, else per core
     no_final: bool = False
     retrain_seeds: int = 1
@@ -231,7 +231,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
         opts.study_name, url, space, opts.sampler, opts.pruner,
         space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
         heartbeat=default_heartbeat(url, opts.heartbeat), data=ident,
-        salt=shared and opts.sampler_seed is None, concurrent=shared or jobs > 1)
+        pinned=opts.sampler_seed is not None, shared=shared, concurrent=shared or jobs > 1)
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
     write_json(study_dir / "data.json", {**ident, "train": len(data.x_train),

@@ -426,3 +426,25 @@ def test_a_search_whose_trials_all_fail_stops_and_exits_1_with_the_reason(tmp_pa
     assert err.strip() == ("error: all 3 trials of this search failed; the most common reason (3x): "
                            "RuntimeError: the GPU caught fire")
     assert [t.state for t in load(tmp_path).trials] == [TrialState.FAIL] * 3
+
+
+def test_resumes_draw_their_own_sampler_seeds_unless_pinned(tmp_path):
+    """Two processes resuming one SQLite study at once used to draw the same seed (seed + trials):
+    now each resume draws its own from os.urandom; --sampler-seed pins it."""
+    from search.tuning.optuna_space import all_distributions
+    from search.tuning.study import create_or_resume
+
+    space = load_space(TINY).with_base(weights="none", train_samples=100, val_samples=30)
+    dists = all_distributions(space)
+    url = default_storage(tmp_path)
+    study, _ = create_or_resume("s", url, space, "random", "none", 0)
+    study.tell(study.ask(dists), state=TrialState.FAIL)  # the enqueued seed recipe
+    for pinned, distinct in ((True, 1), (False, 2)):
+        drawn = set()
+        together = [create_or_resume("s", url, space, "random", "none", 0, pinned=pinned)[0]
+                    for _ in range(2)]  # both resumed before either draws
+        for st in together:
+            trial = st.ask(dists)
+            drawn.add(trial.params["head_lr"])
+            st.tell(trial, state=TrialState.FAIL)
+        assert len(drawn) == distinct, (pinned, drawn)

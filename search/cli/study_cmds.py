@@ -39,8 +39,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-failures", type=int, default=d.max_failures, metavar="K",
                    help="stop after K trials in a row failed (default 5; 0 never stops)")
     p.add_argument("--sampler-seed", type=int, metavar="N",
-                   help="sampler seed (default: --seed; on a shared storage salted with this "
-                   "host and process, so that workers draw different trials)")
+                   help="sampler seed (default: --seed for a new study; drawn from os.urandom "
+                   "when resuming or on a shared storage, so that no two workers draw the same "
+                   "trials)")
     p.add_argument("--jobs", type=int, default=d.jobs, metavar="N",
                    help="trials run side by side, each in its own worker process (default 1; 0: "
                    "one per GPU, or on CPUs one per core up to memory, each on its share of the "

@@ -3,11 +3,9 @@ retrain (search.tuning.retrain does the backend-neutral part)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import signal
-import socket
 import sys
 import threading
 import time
@@ -99,14 +97,16 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
 
 def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int,
                      heartbeat: int | None = None, data: dict | None = None,
-                     salt: bool = False, concurrent: bool = False):
+                     pinned: bool = True, shared: bool = False, concurrent: bool = False):
     """The study `name`, created (with the seed recipe enqueued as its first trial) or resumed
     (after checking that space, base config and data match). Returns (study, resumed).
 
     Only the process that creates the study enqueues the seed recipe, so workers that start
     together on a new study enqueue it exactly once. `data`: the source's identity
-    ({source, fingerprint}), stored at creation and checked on resume. `salt`: mix this host and
-    process into the sampler seed, so that workers started together draw different trials."""
+    ({source, fingerprint}), stored at creation and checked on resume. Unless the seed is
+    `pinned`, a worker on a `shared` storage, or any process resuming a study (two may resume
+    one SQLite file at once), draws its sampler seed from os.urandom, so no two draw the same
+    trials; a new study in one process keeps the given seed (reproducible)."""
     storage = open_storage(url, heartbeat=heartbeat)
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
@@ -134,8 +134,8 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
         if outside:
             print(f"note: the seed recipe's {', '.join(outside)} lie outside {space.path.name}; "
                   "trial 0 samples those instead.")
-    if salt:
-        seed = salted_seed(seed)
+    if not pinned and (shared or resumed):
+        seed = salted_seed()
     study = optuna.load_study(study_name=name, storage=storage,
                               sampler=make_sampler(sampler, seed, concurrent),
                               pruner=make_pruner(pruner, space.max_epochs()))
@@ -161,10 +161,10 @@ def check_pruning_step(study: optuna.Study, pruner: str, url: str) -> None:
                         f"{' or '.join(kinds)}, or a new --study-name.")
 
 
-def salted_seed(seed: int) -> int:
-    """`seed` mixed with this host and process: a different sampler stream for every worker."""
-    blob = f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+def salted_seed() -> int:
+    """A sampler seed from os.urandom: different for every worker, whatever its host and pid
+    (containers often share both)."""
+    return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
 
 
 def check_data(study: optuna.Study, data: dict) -> None:
