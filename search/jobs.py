@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from search.errors import UserError
+from search.errors import UserError, show
 from search.secrets import safe_url
 from search.tuning.storage import DEFAULT_STUDY, default_storage
 
@@ -48,11 +49,14 @@ class RunOptions:
     cache_mem: float = 4096.0
     cache_dtype: str = "float32"
     xla: bool = False
+    sets: tuple[str, ...] = ()  # --set KEY=VALUE: config keys, validated as a config file's
 
     def __post_init__(self) -> None:
         """Flags that no file can make right are refused before anything is read or written."""
         if self.aug_views < 1 or self.cache_mem < 0:
             raise UserError("--aug-views must be at least 1 and --cache-mem 0 or more.")
+        object.__setattr__(self, "sets", tuple(self.sets or ()))
+        self.set_values()  # a malformed --set fails here
 
     @classmethod
     def from_namespace(cls, ns, **extra):
@@ -60,9 +64,26 @@ class RunOptions:
         given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
         return cls(**{**given, **extra})
 
+    def set_values(self) -> dict:
+        """--set KEY=VALUE pairs, each value read as YAML (a number, a string, a list); the keys
+        and values are checked where a config is made of them (TrainConfig.from_dict)."""
+        out = {}
+        for item in self.sets:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise UserError(f"--set expects KEY=VALUE (e.g. --set head_epochs=5), got "
+                                f"{show(item)}.")
+            try:
+                out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+            except (yaml.YAMLError, RecursionError, ValueError):
+                raise UserError(f"--set {key.strip()}: its value {show(text)} is not a YAML "
+                                "number, string or list.") from None
+        return out
+
     def overrides(self) -> dict:
-        """Config keys given on the command line."""
-        return {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) is not None}
+        """Config keys given on the command line: the data flags, then --set."""
+        flags = {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) is not None}
+        return {**flags, **self.set_values()}
 
     def make_cache(self):
         """The FeatureCache these options ask for, or None with no_cache."""
@@ -134,6 +155,9 @@ class SearchOptions(RunOptions):
             flag = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):  # a flag that defaults to on is turned off with --no-
                 argv.append(flag if value else "--no-" + flag[2:])
+            elif f.name == "sets":
+                for item in value:
+                    argv += ["--set", item]
             else:
                 argv += [flag, safe_url(value) if f.name == "storage" else str(value)]
         return argv
@@ -204,7 +228,12 @@ def run_search(opts: SearchOptions) -> SearchOutcome:
     from search.tuning.space import load_space
 
     t0 = time.time()
-    space = load_space(opts.space).with_base(**opts.overrides())  # validated before any storage
+    space = load_space(opts.space)
+    searched = [k for k in opts.set_values() if space.param(k) is not None]
+    if searched:
+        raise UserError(f"--set {searched[0]}: the space searches '{searched[0]}', so every trial "
+                        f"draws its own; change its range in {space.path.name} instead.")
+    space = space.with_base(**opts.overrides())  # validated before any storage
     check_weights(space.base.weights)
     source, data = load_data(opts, space.base)
     if opts.backend == "keras-tuner":
@@ -311,14 +340,20 @@ def finalize_study(opts: SearchOptions) -> dict:
     """Retrain and test the best trial's config, then write the report: the one process that
     does this after workers ran with --no-final."""
     from search.cache.features import cached_stages
+    from search.recipe.config import TrainConfig
     from search.recipe.model import check_weights
     from search.report.page import make_report
+    from search.tuning.space import STUDY_FIXED
     from search.tuning.storage import open_study
     from search.tuning.study import best_config, check_data, finalize
 
+    fixed = sorted(set(opts.set_values()) & set(STUDY_FIXED))
+    if fixed:
+        raise UserError(f"--set {fixed[0]}: the study fixes '{fixed[0]}' ({STUDY_FIXED[fixed[0]]}); "
+                        "finalize retrains on the study's own.")
     study = open_study(opts.study_name, opts.storage_url())
     _, config = best_config(study)
-    config = config.replace(**opts.overrides())
+    config = TrainConfig.from_dict({**config.to_dict(), **opts.overrides()}, source="--set")
     check_weights(config.weights)
     source, data = load_data(opts, config)
     check_data(study, data_identity(source))

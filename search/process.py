@@ -11,11 +11,13 @@ import warnings
 
 def configure(search: bool = False, threads: int | None = None) -> None:
     """Quiet TensorFlow's start-up chatter (users can still set TF_CPP_MIN_LOG_LEVEL) and its
-    Python logger. With `search`, also Optuna's per-trial INFO lines (we print our own) and the
+    Python logger; draw figures with matplotlib's file backend (Agg) unless MPLBACKEND says
+    otherwise. With `search`, also Optuna's per-trial INFO lines (we print our own) and the
     warnings its samplers give by design here (TPE's `group` is experimental; conditional params
     fall back to independent sampling). With `threads`, TensorFlow's intra- and inter-op pools
     (before it runs any op)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files, display or not
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if search:
         import optuna

@@ -73,3 +73,20 @@ def test_every_default_that_help_states_is_the_one_the_code_uses():
     assert f"{DEFAULT_RUNS['live']} with --no-cache" in search["worker_trials"]
     assert f"default {default_heartbeat('postgresql://h/db', None)} on PostgreSQL" in search["heartbeat"]
     assert default_heartbeat("sqlite:///x.db", None) is None and "off on SQLite" in search["heartbeat"]
+
+
+def test_set_overrides_parse_as_yaml_round_trip_and_refuse_malformed_pairs():
+    import pytest
+
+    from search.errors import UserError
+
+    argv = ["search", "--set", "head_epochs=5", "--set", "stage_lrs=[1.0e-4, 5.0e-5]",
+            "--set", "aug_flip=false"]
+    opts = SearchOptions.from_namespace(build_parser().parse_args(argv))
+    assert opts.set_values() == {"head_epochs": 5, "stage_lrs": [1e-4, 5e-5], "aug_flip": False}
+    assert opts.overrides()["head_epochs"] == 5
+    back = SearchOptions.from_namespace(build_parser().parse_args(opts.command()[2:]))
+    assert back == opts  # the resume command carries every --set
+    for bad in ("head_epochs", "=5", "seed=[1, 2"):
+        with pytest.raises(UserError, match="--set"):
+            SearchOptions(sets=(bad,))

@@ -133,11 +133,13 @@ class Pruner:
 
 
 @pytest.mark.slow
-def test_a_worker_runs_what_this_process_runs_event_for_event():
+def test_a_worker_runs_what_this_process_runs_event_for_event(tmp_path):
     data = tiny_data(100, 30)
     cfg = tiny_config(train_samples=100, val_samples=30, unfreeze_depth=10, unfreeze_step=5,
                       stage_lrs=(1e-3, 5e-4))
-    here, there = TrialRunner(data), WorkerRunner(WorkerSpec(data), max_runs=2)
+    cache = {"directory": tmp_path, "views": 2}  # one on-disk cache: the worker reads the fill
+    here = TrialRunner(data, FeatureCache(**cache), 10)
+    there = WorkerRunner(WorkerSpec(data, cache, 10), max_runs=2)
     try:
         outcomes, seen = [], []
         for runner in (here, there):

@@ -46,9 +46,6 @@ def compare(opts: SearchOptions, budget: int, log=print) -> tuple[pd.DataFrame, 
 
 
 def plot(curves: dict[str, pd.DataFrame], path: Path, budget: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 6), dpi=100)

@@ -21,6 +21,9 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
                    "(default 32)")
     g.add_argument("--seed", type=int, help="seed for init, augmentation, dropout and shuffling")
     g.add_argument("--split-seed", type=int, help="seed for the train/val split")
+    g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key (repeatable; the value is read as YAML), checked as a "
+                   "config file's: e.g. --set head_epochs=5 --set stage_lrs=[1e-4,5e-5]")
     p.add_argument("--results-dir", default=RunOptions.results_dir,
                    help="where outputs go (default: results)")
     g = p.add_argument_group("cache of the frozen part of ResNet50")

@@ -42,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     opts = RunOptions.from_namespace(args)
     config = TrainConfig.load(args.config)
-    config = TrainConfig.from_dict({**config.to_dict(), **opts.overrides()}, source=args.config)
+    config = TrainConfig.from_dict({**config.to_dict(), **opts.overrides()},
+                                   source=f"{args.config} with the command line's overrides")
     check_weights(config.weights)  # before anything is written or trained
     source = load_source(opts.data_dir)
     print(f"data: {source.layout} layout at {source.location}: {len(source.x_train)} training, "

@@ -76,9 +76,6 @@ def write_history(run_dir: Path, history) -> None:
 
 def plot_curves(history, path: Path, title: str = "Learning curves") -> None:
     """Accuracy and loss per global epoch; dashed lines where a stage opens more layers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if len(history) == 0:

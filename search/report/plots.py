@@ -9,17 +9,14 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import optuna.visualization.matplotlib as ovm
+from matplotlib.ticker import NullFormatter
+from optuna.trial import TrialState
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import optuna.visualization.matplotlib as ovm  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
-
-from search.files import save_figure  # noqa: E402
+from search.files import save_figure
 
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
