@@ -112,6 +112,8 @@ class SearchOptions(RunOptions):
     jobs: int = 1  # trials side by side in worker processes; 0: one per GPU, else per core
     no_final: bool = False
     retrain_seeds: int = 1
+    confirm_top: int = 3  # top trials re-run on further seeds before the pick (0: the best trial)
+    confirm_seeds: int = 2  # further seeds each of them (and the seed recipe) is re-run on
     test_baseline: bool = True  # the seed recipe retrained and tested beside the best
     verbose: bool = False
     no_isolate: bool = False
@@ -131,6 +133,8 @@ class SearchOptions(RunOptions):
             raise UserError(f"--timeout must be a number of seconds above 0, not {self.timeout:g}.")
         if self.epoch_budget is not None and self.epoch_budget < 1:
             raise UserError("--epoch-budget must be at least 1 epoch.")
+        if self.confirm_top < 0 or self.confirm_seeds < 0:
+            raise UserError("--confirm-top and --confirm-seeds must be 0 (off) or more.")
         if self.heartbeat is not None and self.heartbeat < 0:
             raise UserError("--heartbeat must be 0 (off) or a number of seconds.")
         if self.jobs < 0:
@@ -294,8 +298,9 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     test = None
     if not opts.no_final:
         if best is not None:
+            pick = confirm(study, data, cache, space.max_depth(), opts, jobs)
             test = finalize(study, data, study_dir, opts.retrain_seeds, opts.test_baseline,
-                            stages=cached_stages(cache, space.max_depth()))
+                            stages=cached_stages(cache, space.max_depth()), pick=pick)
         print(f"report: {make_report(study, study_dir)}")
     print(f"outputs: {study_dir}")
     print(dashboard_hint(url, study_dir))
@@ -336,6 +341,28 @@ def _search_keras_tuner(opts: SearchOptions, space, data, t0: float) -> SearchOu
                          best and best["number"], best and best["value"], test, time.time() - t0)
 
 
+def confirm(study, data, cache, cache_depth: int, opts: SearchOptions, jobs: int):
+    """The top trials and the seed recipe re-run on further seeds (validation only), and the
+    pick by mean (search.tuning.pick); None when --confirm-top or --confirm-seeds is 0. The pick
+    is printed and kept on the study."""
+    from search.runner.pool import closing_on_interrupt, make_runner
+    from search.tuning.pick import candidates, choose, rerun
+
+    if opts.confirm_top == 0 or opts.confirm_seeds == 0:
+        return None
+    trials = candidates(study, opts.confirm_top)
+    print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
+          "(validation only) before the pick")
+    runner = make_runner(data, cache, cache_depth, isolate=not opts.no_isolate, jobs=jobs)
+    with closing_on_interrupt(runner):
+        values = rerun(trials, runner, opts.confirm_seeds)
+    seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
+    pick = choose(values, seed)
+    print(pick.line())
+    study.set_user_attr("pick", pick.to_dict())
+    return pick
+
+
 def finalize_study(opts: SearchOptions) -> dict:
     """Retrain and test the best trial's config, then write the report: the one process that
     does this after workers ran with --no-final."""
@@ -358,7 +385,9 @@ def finalize_study(opts: SearchOptions) -> dict:
     source, data = load_data(opts, config)
     check_data(study, data_identity(source))
     depth = int(study.user_attrs.get("cache_depth", config.unfreeze_depth))
+    cache = opts.make_cache()
+    pick = confirm(study, data, cache, depth, opts, opts.jobs_to_run())
     out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
-                   stages=cached_stages(opts.make_cache(), depth))
+                   stages=cached_stages(cache, depth), pick=pick)
     print(f"report: {make_report(study, opts.study_dir)}")
     return out

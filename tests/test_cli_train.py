@@ -23,14 +23,16 @@ def tiny_config(tmp_path, **kw):
 
 def test_train_writes_the_run_folder_and_the_model_predicts(tmp_path, capsys):
     data = write_tiny_folders(tmp_path / "data")
-    rc = main(["train", "--config", str(tiny_config(tmp_path)), "--data-dir", str(data),
-               "--results-dir", str(tmp_path / "res"), "--test", "--verbose", "0"])
+    rc = main(["train", "--config", str(tiny_config(tmp_path, head_epochs=3)), "--data-dir",
+               str(data), "--results-dir", str(tmp_path / "res"), "--test", "--verbose", "0",
+               "--set", "head_epochs=2"])
     assert rc == 0
     (run,) = (tmp_path / "res" / "runs").iterdir()
     for f in ("config.yaml", "command.txt", "split.npz", "history.csv", "curves.png",
               "metrics.json", "model.keras", "classes.json"):
         assert (run / f).is_file(), f
-    assert TrainConfig.load(run / "config.yaml") == TrainConfig.load(tmp_path / "tiny.yaml")
+    want = TrainConfig.load(tmp_path / "tiny.yaml").replace(head_epochs=2)  # --set wins
+    assert TrainConfig.load(run / "config.yaml") == want
     m = json.loads((run / "metrics.json").read_text())
     assert m["epochs"] == 2 and 0.0 <= m["val_accuracy"] <= 1.0
     assert len(m["test"]["confusion_matrix"]) == 10 and m["test"]["n"] == 40

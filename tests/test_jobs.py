@@ -90,3 +90,14 @@ def test_set_overrides_parse_as_yaml_round_trip_and_refuse_malformed_pairs():
     for bad in ("head_epochs", "=5", "seed=[1, 2"):
         with pytest.raises(UserError, match="--set"):
             SearchOptions(sets=(bad,))
+
+
+def test_every_flag_of_every_command_is_in_docs_usage():
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    missing = [f"{name} {flag}" for name, sub in commands.items() for a in sub._actions
+               for flag in a.option_strings if flag not in ("-h", "--help")
+               and f"`{flag}" not in usage]
+    assert missing == []
+    assert all(f"`{name}`" in usage for name in commands)

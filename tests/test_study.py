@@ -77,8 +77,13 @@ def test_trial_folders_and_final_outputs_are_written(searched):
               "command.txt", "split.npz", "space.yaml"):
         assert (study_dir / f).is_file(), f
     m = json.loads((study_dir / "test_metrics.json").read_text())
-    best = load(searched).best_trial
-    assert m["best_trial"] == best.number
+    # The pick: every completed trial here (top 3 and the seed recipe) re-run on 2 more seeds.
+    trials = load(searched).trials
+    done = {t.number: t for t in trials if t.state == TrialState.COMPLETE}
+    assert {int(k) for k in m["pick"]["values"]} == set(done)
+    assert all(len(v) == 3 and v[0] == done[int(k)].value for k, v in m["pick"]["values"].items())
+    assert m["best_trial"] == m["pick"]["trial"] == load(searched).user_attrs["pick"]["trial"]
+    best = done[m["best_trial"]]
     assert len(m["test_accuracy"]) == 1 and 0 <= m["test_accuracy_mean"] <= 1
     assert sum(map(sum, m["saved_model"]["confusion_matrix"])) == 40  # the whole test split
     assert TrainConfig.load(study_dir / "best_config.yaml").to_dict() == best.user_attrs["config"]
@@ -87,7 +92,8 @@ def test_trial_folders_and_final_outputs_are_written(searched):
 def test_export_round_trips_and_train_reproduces_the_best_params(searched, tmp_path, capsys):
     out = tmp_path / "best.yaml"
     assert main(["export", "--results-dir", str(searched / "res"), "--out", str(out)]) == 0
-    best = load(searched).best_trial
+    study = load(searched)
+    best = study.trials[study.user_attrs["pick"]["trial"]]  # the pick over seeds is the best
     cfg = TrainConfig.load(out)
     assert cfg.to_dict() == best.user_attrs["config"]
     for k, v in best.params.items():
@@ -120,6 +126,15 @@ def test_resume_with_a_conflicting_space_is_refused(searched, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "conflicts with this search" in err and "unfreeze_depth" in err
+    assert len(load(searched).trials) == n
+
+
+def test_resume_with_another_set_of_the_base_config_is_refused(searched, capsys):
+    n = len(load(searched).trials)
+    assert main(["search", "--trials", "1", "--pruner", "median", "--set", "batch_size=16",
+                 *common(searched)]) == 2
+    err = capsys.readouterr().err
+    assert "conflicts with this search" in err and "base config 'batch_size' was 32, now 16" in err
     assert len(load(searched).trials) == n
 
 

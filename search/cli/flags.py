@@ -57,6 +57,12 @@ def add_study_flags(p: argparse.ArgumentParser, results: bool = True) -> None:
 
 
 def add_retrain_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--confirm-top", type=int, default=SearchOptions.confirm_top, metavar="K",
+                   help="before the retrain, re-run the top K trials and the seed recipe on "
+                   "further seeds (validation only) and retrain the best mean (default 3; 0: the "
+                   "best trial as it is)")
+    p.add_argument("--confirm-seeds", type=int, default=SearchOptions.confirm_seeds, metavar="S",
+                   help="further seeds for each of those re-runs (default 2)")
     p.add_argument("--retrain-seeds", type=int, default=SearchOptions.retrain_seeds,
                    help="retrain the best config with this many seeds (3 gives mean ± std)")
     p.add_argument("--test-baseline", action=argparse.BooleanOptionalAction,

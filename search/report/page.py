@@ -211,6 +211,15 @@ def _test_section(study: optuna.Study, study_dir: Path) -> list[str]:
            f"<p>Trial {m['best_trial']} retrained with {n} seed(s): test accuracy "
            f"<b>{m['test_accuracy_mean']:.4f} ± {m['test_accuracy_std']:.4f}</b> "
            f"(per seed: {', '.join(f'{a:.4f}' for a in m['test_accuracy'])}).</p>"]
+    if "pick" in m:
+        p = m["pick"]
+        runs = ", ".join(f"trial {k}: {sum(v) / len(v):.4f}" for k, v in p["values"].items())
+        out.append(f"<p>Picked before the test, by mean validation accuracy over "
+                   f"{len(p['values'][str(p['trial'])])} seeds ({html.escape(runs)}).</p>")
+        if p.get("within_noise"):
+            out.append(f"<p class=\"absent\">The pick's margin over the seed recipe "
+                       f"({p['margin']:+.4f}) is within their seed spread ({p['spread']:.4f}): "
+                       "not a clear gain.</p>")
     if "seed_recipe" in m:
         s = m["seed_recipe"]
         out.append(f"<p>Seed recipe retrained the same way: {s['test_accuracy_mean']:.4f} ± "
@@ -226,7 +235,8 @@ def _staleness(study: optuna.Study, m: dict) -> list[str]:
     """A warning when the retrained model is not of the study's current best trial (trials ran
     after the finalize), so the page never shows one trial's model under another's parameters."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not done or study.best_trial.number == m["best_trial"]:
+    considered = {int(k) for k in m.get("pick", {}).get("values", {})} | {m["best_trial"]}
+    if not done or study.best_trial.number in considered:  # the pick weighed the best trial
         return []
     return [f"<p class=\"absent\">The retrained model below is trial {m['best_trial']}'s; the "
             f"study's best is now trial {study.best_trial.number}. Run <code>python run_search.py "

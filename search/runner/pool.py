@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
@@ -127,3 +130,23 @@ def make_runner(data: Data, cache=None, cache_depth: int = 0, isolate: bool = Tr
     if jobs == 1:
         return WorkerRunner(spec, runs)
     return RunnerPool([WorkerRunner(s, runs) for s in worker_specs(spec, jobs)])
+
+
+@contextmanager
+def closing_on_interrupt(runner) -> Iterator:
+    """`runner` for the block; Ctrl-C or SIGTERM inside it ends its workers at once (so the runs
+    in them fail instead of finishing first) and then raises KeyboardInterrupt; the workers end
+    when the block does. Main thread only (signal handlers)."""
+    def interrupt(signum, frame):
+        runner.close(wait=False)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, interrupt)
+    try:
+        yield runner
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        runner.close()

@@ -62,14 +62,6 @@ class Objective:
         self.argv, self.report = argv, report
         self.secrets = secrets  # storage URLs whose passwords no note or attribute may hold
 
-    def close(self) -> None:
-        """End the runner's worker processes, if any (between trials; safe to call twice)."""
-        self.runner.close()
-
-    def interrupt(self) -> None:
-        """End the runner's worker processes now (Ctrl-C): the runs in them fail."""
-        self.runner.close(wait=False)
-
     def listener(self, trial: optuna.Trial, rows: list[dict]):
         """The one pruning path: every event of the run, in this process or from a worker."""
         def listen(event) -> bool:

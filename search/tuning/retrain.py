@@ -94,7 +94,7 @@ def save_mistakes(path: Path, data: Data, probs: np.ndarray, n: int = MISTAKES) 
 def finalize_config(name: str, number: int, value: float, config: TrainConfig, data: Data,
                     study_dir: Path, seeds: int = 1, log=print, stages=None,
                     baseline_config: TrainConfig | None = None,
-                    seed_value: float | None = None) -> dict:
+                    seed_value: float | None = None, extra: dict | None = None) -> dict:
     """Retrain the best config over seeds, test it once, and write best_config.yaml,
     best_model.keras (+ a SavedModel), classes.json, misclassified.npz and test_metrics.json into a
     fresh folder that is then published in one step (search.tuning.records.publish_final): an
@@ -109,6 +109,7 @@ def finalize_config(name: str, number: int, value: float, config: TrainConfig, d
                      model_path=folder / "best_model.keras", networks=networks)}
     if seed_value is not None:
         out["seed_recipe_trial_value"] = seed_value
+    out.update(extra or {})
     if baseline_config is not None:
         b = retrain(baseline_config, data, seeds, folder, "seed_recipe", log, stages,
                     networks=networks)

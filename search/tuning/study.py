@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import SearchFailed, UserError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
+from search.runner.pool import closing_on_interrupt
 from search.secrets import MASK, safe_url
 from search.tuning.optuna_space import all_distributions
 from search.tuning.space import Space
@@ -236,18 +236,12 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
                            f"{max_failures})")
                 st.stop()
 
-    def interrupt(signum, frame):
-        objective.interrupt()  # the workers end now: their running trials fail
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in previous:
-        signal.signal(s, interrupt)
     t0 = time.time()
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                       callbacks=[on_trial], gc_after_trial=True, n_jobs=n_jobs,
-                       show_progress_bar=sys.stderr.isatty())
+        with closing_on_interrupt(objective.runner):  # Ctrl-C: the running trials fail now
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                           callbacks=[on_trial], gc_after_trial=True, n_jobs=n_jobs,
+                           show_progress_bar=sys.stderr.isatty())
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         masked = any(MASK in a for a in resume_cmd)
@@ -257,10 +251,6 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
                                             "PGPASSWORD or SEARCH_STORAGE)" if masked else ""),
               file=sys.stderr)
         raise
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        objective.close()  # the worker processes, if any
     return mine
 
 
@@ -280,20 +270,29 @@ def check_outcome(study: optuna.Study, mine: list[FrozenTrial]) -> None:
 
 
 def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+    """The best trial and its config: the pick over seeds (search.tuning.pick) while it is
+    current, else the trial with the best value."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         raise UserError(f"study '{study.study_name}' has no completed trial yet; run the search "
                         "(python run_search.py --trials N) first.")
     best = study.best_trial
+    pick = study.user_attrs.get("pick")  # search.tuning.pick: re-run on further seeds
+    if pick and best.number in {int(k) for k in pick["values"]}:  # still current: it weighed the best
+        best = next(t for t in done if t.number == pick["trial"])
     return best, TrainConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
 
 
 def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
-             baseline: bool = False, log=print, stages=None) -> dict:
-    """The Optuna study's best trial: retrained, tested, written (see finalize_config)."""
+             baseline: bool = False, log=print, stages=None, pick=None) -> dict:
+    """The Optuna study's best trial, or the `pick` (search.tuning.pick) of the candidates re-run
+    on further seeds: retrained, tested, written (see finalize_config)."""
     from search.tuning.retrain import finalize_config  # TensorFlow: loaded when used
 
     best, config = best_config(study)
+    if pick is not None:
+        best = next(t for t in study.get_trials(deepcopy=False) if t.number == pick.trial)
+        config = TrainConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
     seed_trial = next((t for t in study.get_trials(deepcopy=False)
                        if t.user_attrs.get("seed_recipe")), None)
     cfg0 = None
@@ -301,4 +300,5 @@ def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
         cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
     return finalize_config(study.study_name, best.number, best.value, config, data, study_dir,
                            seeds, log, stages, baseline_config=cfg0,
-                           seed_value=seed_trial.value if seed_trial is not None else None)
+                           seed_value=seed_trial.value if seed_trial is not None else None,
+                           extra={"pick": pick.to_dict()} if pick is not None else None)
