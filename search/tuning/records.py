@@ -3,6 +3,7 @@ attributes, and where a study's files go."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -49,9 +50,22 @@ def new_final_dir(study_dir: Path) -> Path:
 def publish_final(study_dir: Path, folder: Path) -> None:
     """Make `folder` the study's final outputs in one step: `best` (a relative link) is replaced
     atomically, and <study>/best_model.keras etc. are links through it, so a reader sees one
-    complete set (the previous or the new), never a mix, even with two finalizes at once."""
+    complete set (the previous or the new), never a mix, even with two finalizes at once.
+
+    A `best` that is a real folder (copied with `scp -r`) is moved aside into final/ first. Where
+    the filesystem has no symlinks (exFAT, some network mounts), `best.json` names the folder
+    instead (written atomically: readers resolve it once, see final_dir) and the top-level names
+    are copies."""
     study_dir = Path(study_dir)
-    _link(study_dir / "best", os.path.relpath(folder, study_dir))
+    best = study_dir / "best"
+    if best.is_dir() and not best.is_symlink():
+        os.replace(best, study_dir / "final" / f"copied-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    try:
+        _link(best, os.path.relpath(folder, study_dir))
+    except OSError:  # no symlinks here: the pointer file and copies
+        _publish_by_pointer(study_dir, folder)
+        return
+    (study_dir / POINTER).unlink(missing_ok=True)
     for name in FINAL_FILES:
         link, target = study_dir / name, os.path.join("best", name)
         if link.is_symlink() and os.readlink(link) == target:
@@ -61,14 +75,54 @@ def publish_final(study_dir: Path, folder: Path) -> None:
         _link(link, target)
 
 
+POINTER = "best.json"  # names the final folder where the filesystem has no symlinks
+
+
+def _publish_by_pointer(study_dir: Path, folder: Path) -> None:
+    from search.files import write_json
+
+    write_json(study_dir / POINTER, {"final": folder.name})
+    for name in FINAL_FILES:
+        src, dst = folder / name, study_dir / name
+        if not src.exists():
+            continue
+        tmp = dst.with_name(f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            shutil.copytree(src, tmp) if src.is_dir() else shutil.copy2(src, tmp)
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            os.replace(tmp, dst)
+        finally:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
 def _link(path: Path, target: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.link")
     os.symlink(target, tmp)
-    os.replace(tmp, path)  # atomic, over a file or a link
+    try:
+        os.replace(tmp, path)  # atomic, over a file or a link
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
 
 
 def final_dir(study_dir: Path) -> Path:
     """The folder holding the current final outputs, resolved once so that every file read from
-    it belongs to the same finalize (the study folder itself for the flat layout of old runs)."""
-    best = Path(study_dir) / "best"
-    return best.resolve() if best.is_dir() else Path(study_dir)
+    it belongs to the same finalize: through `best`, else `best.json` (no symlinks), else the
+    study folder itself (the flat layout of old runs)."""
+    study_dir = Path(study_dir)
+    best = study_dir / "best"
+    if best.is_dir():  # a link (or a folder copied in its place)
+        return best.resolve()
+    pointer = study_dir / POINTER
+    if pointer.is_file():
+        try:
+            name = json.loads(pointer.read_text())["final"]
+        except (ValueError, KeyError, TypeError, OSError):
+            name = None
+        if isinstance(name, str) and "/" not in name and name not in (".", ".."):
+            return study_dir / "final" / name
+    return study_dir
