@@ -16,6 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from search.errors import UserError
+
+
+def within(root: str | Path, path: str | Path) -> Path:
+    """`path`, after checking that it does not lead out of `root` through a link planted inside
+    it (`root` itself may be a link: a results folder on another disk). A UserError otherwise."""
+    real_root, real = Path(root).resolve(), Path(path).resolve()
+    if real != real_root and real_root not in real.parents:
+        raise UserError(f"{path} leads outside {root} (through a link inside it); remove the link, "
+                        "or pass a results or cache folder of your own.")
+    return Path(path)
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

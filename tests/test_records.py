@@ -51,3 +51,41 @@ def test_without_symlinks_a_pointer_file_names_the_set_and_the_names_are_copies(
         assert (tmp_path / "best_model_savedmodel" / "saved_model.pb").read_text() == tag
     assert not (tmp_path / "best").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_link_planted_in_a_results_or_cache_folder_is_never_written_through(tmp_path):
+    import numpy as np
+    import pytest
+
+    from search.cache.store import FeatureCache
+    from search.errors import UserError
+    from search.recipe.run_dir import new_run_dir
+    from search.tuning.records import trial_dir
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    study = tmp_path / "res" / "study"
+    (study / "trials").mkdir(parents=True)
+    (study / "trials" / "0001").symlink_to(outside)
+    assert trial_dir(study, 0) == study / "trials" / "0000"
+    with pytest.raises(UserError, match="leads outside"):
+        trial_dir(study, 1)
+    (study / "final").symlink_to(outside)
+    with pytest.raises(UserError, match="leads outside"):
+        new_final_dir(study)
+    (tmp_path / "res" / "runs").symlink_to(outside)
+    with pytest.raises(UserError, match="leads outside"):
+        new_run_dir(tmp_path / "res", "x")
+
+    cache = FeatureCache(tmp_path / "cache", views=1)
+    key = cache.key({"k": 1})
+    planted = outside / "entry"
+    planted.mkdir()
+    np.save(planted / "in0.npy", np.ones(3))
+    (planted / "meta.json").write_text('{"arrays": 1}')
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / key).symlink_to(planted)
+    with pytest.raises(UserError, match="leads outside"):
+        cache.get({"k": 1}, lambda: [np.zeros(3)])
+    assert sorted(p.name for p in outside.iterdir()) == ["entry"]  # nothing written there
+    assert sorted(p.name for p in planted.iterdir()) == ["in0.npy", "meta.json"]

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from search.files import within
+
 FORMAT = 4  # bump when the way entries are computed changes (4: one network per worker)
 
 
@@ -116,6 +118,7 @@ class FeatureCache:
             self.stats.hits += 1
             return self._mem[k]
         if self.directory is not None and (self.directory / k / "meta.json").is_file():
+            within(self.directory, self.directory / k)  # not an entry planted as a link
             self.stats.hits += 1
             return self._load(k)
         self.stats.misses += 1

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from search.files import atomic_path, save_figure, write_atomic, write_json
+from search.files import atomic_path, save_figure, within, write_atomic, write_json
 from search.recipe.config import TrainConfig
 from search.secrets import redact_argv
 
 
 def new_run_dir(results_dir: str | Path, name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = Path(results_dir) / "runs"
+    root = within(results_dir, Path(results_dir) / "runs")
     for i in range(1000):
         d = root / (f"{stamp}-{name}" + (f"-{i}" if i else ""))
         try:

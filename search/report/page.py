@@ -26,7 +26,7 @@ import pandas as pd
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
-from search.files import write_atomic
+from search.files import within, write_atomic
 from search.report import plots as rp
 from search.tuning.records import STAGE_ATTRS, artifact_dir, final_dir
 
@@ -142,7 +142,7 @@ def _mkdir(p: Path) -> Path:
 
 def make_report(study: optuna.Study, study_dir: Path, artifacts: bool = True) -> Path:
     study_dir = Path(study_dir)
-    out = _mkdir(study_dir / "report")
+    out = _mkdir(within(study_dir, study_dir / "report"))
     write_atomic(out / "trials.csv", trials_table(study).to_csv(index=False))
     figures = make_figures(study, study_dir, out)
     if artifacts:

@@ -10,6 +10,8 @@ import time
 import uuid
 from pathlib import Path
 
+from search.files import within
+
 # Per-stage lists kept on every finished trial (Optuna user attrs, KerasTuner record.json), and
 # spread into stage_<k>_<name> columns by the report's trials table.
 STAGE_ATTRS = ("stage_seconds", "stage_epochs", "stage_best_val")
@@ -23,7 +25,8 @@ def stage_attrs(stages: list[dict]) -> dict[str, list]:
 
 
 def trial_dir(study_dir: Path, number: int) -> Path:
-    return Path(study_dir) / "trials" / f"{number:04d}"
+    """A trial's folder, checked not to lead out of the study's folder (search.files.within)."""
+    return within(study_dir, Path(study_dir) / "trials" / f"{number:04d}")
 
 
 def artifact_dir(study_dir: Path) -> Path:
@@ -40,7 +43,7 @@ FINAL_FILES = ("best_config.yaml", "best_model.keras", "best_model_savedmodel", 
 
 def new_final_dir(study_dir: Path) -> Path:
     """A fresh, private folder for one finalize run: nothing a reader opens points at it yet."""
-    root = Path(study_dir) / "final"
+    root = within(study_dir, Path(study_dir) / "final")
     root.mkdir(parents=True, exist_ok=True)
     d = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     d.mkdir()
