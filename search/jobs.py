@@ -26,6 +26,7 @@ from search.secrets import safe_url
 from search.tuning.storage import DEFAULT_STUDY, default_storage
 
 STORAGE_ENV = "SEARCH_STORAGE"
+MIN_HEARTBEAT = 5  # seconds; a dead worker's trial is failed after twice the heartbeat
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 OVERRIDES = ("weights", "train_samples", "val_samples", "image_size", "seed", "split_seed")
 
@@ -135,8 +136,12 @@ class SearchOptions(RunOptions):
             raise UserError("--epoch-budget must be at least 1 epoch.")
         if self.confirm_top < 0 or self.confirm_seeds < 0:
             raise UserError("--confirm-top and --confirm-seeds must be 0 (off) or more.")
-        if self.heartbeat is not None and self.heartbeat < 0:
-            raise UserError("--heartbeat must be 0 (off) or a number of seconds.")
+        if self.heartbeat is not None and (self.heartbeat < 0 or 0 < self.heartbeat < MIN_HEARTBEAT):
+            raise UserError(f"--heartbeat must be 0 (off) or at least {MIN_HEARTBEAT} seconds: a "
+                            "shorter one lets a live but busy trial be failed and run twice.")
+        if self.heartbeat and self.storage_url().startswith("journal:"):
+            raise UserError("--heartbeat needs a database storage (PostgreSQL, MySQL, SQLite); the "
+                            "journal storage has none, so drop --heartbeat there.")
         if self.jobs < 0:
             raise UserError("--jobs must be 0 (one per GPU, or per core) or more.")
         if self.no_isolate and self.jobs != 1:

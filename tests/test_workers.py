@@ -83,7 +83,7 @@ def test_two_workers_share_one_postgres_study_and_finalize_writes_the_outputs(tm
 def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
     """Worker A completes a trial, is SIGKILLed (with its training child) inside the next; after
     the grace period worker B marks that trial FAIL, reruns it and keeps every completed one."""
-    pinned = ("--heartbeat", "1", "--sampler-seed", "0")  # the same trials every run
+    pinned = ("--heartbeat", "5", "--sampler-seed", "0")  # the minimum; the same trials every run
     a = worker(tmp_path, data_dir, storage, name, 3, *pinned)
     deadline = time.time() + 300
     while True:
@@ -100,7 +100,7 @@ def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
     a.communicate()
     killed = running[0]
     before = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
-    time.sleep(3)  # past the grace period (2 x heartbeat)
+    time.sleep(11)  # past the grace period (2 x heartbeat)
     out = finish(worker(tmp_path, data_dir, storage, name, 1, *pinned))
     assert f"trials [{killed.number}] lost their worker" in out
     study = optuna.load_study(study_name=name, storage=storage)

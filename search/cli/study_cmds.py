@@ -34,8 +34,8 @@ def add_parsers(sub) -> None:
                    help="KerasTuner's tuner with --backend keras-tuner (default hyperband)")
     p.add_argument("--heartbeat", type=int, metavar="SECONDS",
                    help="trial heartbeat (default 60 on PostgreSQL/MySQL, off on SQLite; 0 "
-                   "disables): a trial whose worker died is marked failed after 2x this and "
-                   "queued once more")
+                   "disables; at least 5; not on a journal storage): a trial whose worker died is "
+                   "marked failed after 2x this and queued once more")
     p.add_argument("--max-failures", type=int, default=d.max_failures, metavar="K",
                    help="stop after K trials in a row failed (default 5; 0 never stops)")
     p.add_argument("--sampler-seed", type=int, metavar="N",
