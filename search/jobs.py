@@ -246,7 +246,7 @@ def run_search(opts: SearchOptions) -> SearchOutcome:
     check_weights(space.base.weights)
     source, data = load_data(opts, space.base)
     if opts.backend == "keras-tuner":
-        return _search_keras_tuner(opts, space, data, t0)
+        return _search_keras_tuner(opts, space, source, data, t0)
     return _search_optuna(opts, space, source, data, t0)
 
 
@@ -313,25 +313,33 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
                          best and best.value, test, time.time() - t0)
 
 
-def _search_keras_tuner(opts: SearchOptions, space, data, t0: float) -> SearchOutcome:
+def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> SearchOutcome:
     from search.cache.features import cached_stages
-    from search.runner.pool import make_runner
+    from search.errors import SearchFailed
+    from search.runner.pool import closing_on_interrupt, make_runner
     from search.tuning import kt_backend
     from search.tuning.retrain import finalize_config
 
     study_dir = opts.study_dir
+    kt_backend.check_identity(study_dir, space, data_identity(source))  # before any write
     _write_study_start(study_dir, space, data)
+    kt_backend.write_identity(study_dir, space, data_identity(source))
     cache = opts.make_cache()
     runner = make_runner(data, cache, space.max_depth(), isolate=not opts.no_isolate,
                          max_runs=opts.worker_trials, log=print if opts.verbose else None)
     tuner = kt_backend.make_tuner(opts.tuner, space, runner, study_dir, opts.trials,
-                                  epoch_budget=opts.epoch_budget)
+                                  epoch_budget=opts.epoch_budget, max_failures=opts.max_failures)
+    before = {r["number"] for r in kt_backend.records(study_dir)}
     print(f"keras-tuner {opts.tuner} in {study_dir / 'keras_tuner'} "
           f"({len(tuner.oracle.trials)} trials so far); space {space.path}")
-    try:
-        kt_backend.search(tuner)
-    finally:
-        runner.close()
+    with closing_on_interrupt(runner):
+        stopped = kt_backend.search(tuner)
+    mine = [r for r in kt_backend.records(study_dir) if r["number"] not in before]
+    if stopped:
+        print(f"stopping: {stopped}")
+    if mine and not any(r["state"] == "COMPLETE" for r in mine):
+        why = next((r.get("failure") for r in mine if r.get("failure")), "failed")
+        raise SearchFailed(f"all {len(mine)} trials of this search failed; the first reason: {why}")
     print(f"trials table: {kt_backend.write_table(study_dir)}")
     best = kt_backend.best(study_dir)
     test = None

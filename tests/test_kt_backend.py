@@ -67,3 +67,27 @@ def test_compare_runs_both_searches_at_an_equal_epoch_budget(tmp_path, data_dir,
     assert df["test_accuracy"].between(0, 1).all() and (df["trials"] >= 2).all()
     assert (root / "compare.png").stat().st_size > 10_000
     assert "equal budget of 6 trained epochs" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_keras_tuner_resume_on_other_data_is_refused_and_all_failing_trials_exit_1(
+        tmp_path, data_dir, capsys, monkeypatch):
+    import search.runner.trial as trial_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(trial_module, "train", broken)
+    argv = ["search", "--backend", "keras-tuner", "--tuner", "random", "--trials", "3",
+            "--no-isolate", *common(tmp_path, data_dir)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "all 3 trials of this search failed" in err and "the GPU caught fire" in err
+    monkeypatch.undo()
+    other = write_tiny_folders(tmp_path / "other", 100, 40)
+    study_dir = tmp_path / "res" / "resnet50-cifar10"
+    config = (study_dir / "config.yaml").read_text()
+    argv = [*argv[:-len(common(tmp_path, data_dir))], *common(tmp_path, other)]
+    assert main(argv) == 2
+    assert "started with another data" in capsys.readouterr().err
+    assert (study_dir / "config.yaml").read_text() == config  # nothing overwritten

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras_tuner as kt
 import pandas as pd
 
+from search.errors import UserError
 from search.files import write_atomic
 from search.recipe.run_dir import write_history, write_start
 from search.runner.events import Diverged
@@ -88,7 +89,12 @@ class _SearchTuner:
         record = {"number": number, "params": values, "budget": budget,
                   "datetime_start": time.strftime("%Y-%m-%d %H:%M:%S")}
         t0 = time.perf_counter()
-        outcome = self.runner.run(config, epoch_budget=budget)
+        try:
+            outcome = self.runner.run(config, epoch_budget=budget)
+        except Exception as e:  # recorded, so that a search whose trials all failed says so
+            record.update(state="FAIL", failure=f"{type(e).__name__}: {e}"[:1000])
+            _write_record(run_dir, record, t0)
+            raise kt.errors.FailedTrialError(str(e)[:300]) from None
         if isinstance(outcome, Diverged):
             record.update(state="FAIL", failure=f"diverged: {outcome.message}")
             _write_record(run_dir, record, t0)
@@ -121,13 +127,13 @@ TUNER_CLASSES = {"hyperband": HyperbandSearch, "bayesian": BayesianSearch, "rand
 
 
 def make_tuner(kind: str, space: Space, runner, study_dir: Path, new_trials: int,
-               epoch_budget: int | None = None, log=print):
+               epoch_budget: int | None = None, log=print, max_failures: int = 5):
     """A KerasTuner tuner of `kind` over `space` that runs `new_trials` more trials (or stops
     once `epoch_budget` epochs are trained) when its `search()` is called through `search`."""
     kwargs = dict(objective=kt.Objective("val_accuracy", "max"),
                   hyperparameters=hyperparameters(space), tune_new_entries=False,
                   seed=space.base.seed, directory=str(study_dir), project_name="keras_tuner",
-                  overwrite=False, max_consecutive_failed_trials=max(3, new_trials))
+                  overwrite=False, max_consecutive_failed_trials=max_failures or 10**9)
     if kind == "hyperband":
         kwargs.update(max_epochs=space.max_epochs(), factor=3)
     else:  # no total: this call's count is new_trials (pre_create_trial), however many ran before
@@ -137,12 +143,47 @@ def make_tuner(kind: str, space: Space, runner, study_dir: Path, new_trials: int
                                **kwargs)
 
 
-def search(tuner) -> None:
-    """Run the tuner until its oracle stops or this call's trials (or epochs) are done."""
+def search(tuner) -> str | None:
+    """Run the tuner until its oracle stops or this call's trials (or epochs) are done. Returns
+    why it stopped early (KerasTuner's limit of failures in a row), else None."""
     try:
         tuner.search(verbose=0)
     except SearchDone:
         pass
+    except RuntimeError as e:  # KerasTuner: "Number of consecutive failures exceeded the limit"
+        if "consecutive failures" not in str(e):
+            raise
+        limit = tuner.oracle.max_consecutive_failed_trials
+        return f"the last trials failed in a row (--max-failures {limit})"
+    return None
+
+
+def _identity(space: Space, data: dict) -> dict:
+    return {"data": data, "base_config": space.base.to_dict(),
+            "params": {p.name: repr(p) for p in space.params}}
+
+
+def check_identity(study_dir: Path, space: Space, data: dict) -> None:
+    """Refuse to resume a KerasTuner search on another data source, space or base config."""
+    f = Path(study_dir) / "keras_tuner" / "identity.json"
+    if not f.is_file():
+        return
+    try:
+        stored = json.loads(f.read_text())
+    except (ValueError, OSError):
+        raise UserError(f"{f} is not readable JSON; delete the study's folder to start afresh, or "
+                        "pass a new --study-name.") from None
+    mine = _identity(space, data)
+    for key, what in (("data", "data"), ("params", "space"), ("base_config", "base config")):
+        if stored.get(key) != mine[key]:
+            raise UserError(f"the KerasTuner search in {Path(study_dir)} was started with another "
+                            f"{what}; pass the data, space and flags it was started with, or a new "
+                            "--study-name.")
+
+
+def write_identity(study_dir: Path, space: Space, data: dict) -> None:
+    write_atomic(Path(study_dir) / "keras_tuner" / "identity.json",
+                 json.dumps(_identity(space, data), indent=1, default=str))
 
 
 def _write_record(run_dir: Path, record: dict, t0: float) -> None:
