@@ -159,3 +159,11 @@ def test_images_in_other_modes_are_converted_to_rgb_as_keras_loads_them(tmp_path
     gray = np.asarray(Image.open(first).convert("L").convert("RGB"))
     assert any(np.array_equal(x, gray) for x in s.x_train)  # three equal channels
     assert any(np.array_equal(x, rgb) for x in s.x_train)
+
+
+def test_a_folder_whose_images_decode_past_the_budget_is_refused_before_it_is_decoded(tmp_path):
+    write_folders(tmp_path)
+    with pytest.raises(DataError, match="decode to more than"):
+        load_source(tmp_path, max_bytes=30 * 32 * 32 * 3)  # 30 images' worth, of 60
+    s = load_source(tmp_path, max_bytes=60 * 32 * 32 * 3)
+    assert len(s.x_train) + len(s.x_test) == 60

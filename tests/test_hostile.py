@@ -173,6 +173,8 @@ CASES = [
     ("config-inf-lr", ["train", "--config", "{inf_lr}"], "'head_lr'"),
     ("config-nan-min-lr", ["train", "--config", "{nan_min_lr}"], "'min_lr'"),
     ("config-5000-digit-integer", ["train", "--config", "{long_int}"], "numbers too large"),
+    ("config-billion-weight-head", [*TRAIN, "--set", "head_width=16384", "--set", "head_layers=8"],
+     "1,913 million weights"),
     ("config-nested-too-deeply", ["train", "--config", "{deep_yaml}"], "nested too deeply"),
     ("config-alias-bomb", ["train", "--config", "{alias_bomb}"], "'stage_lrs' must be"),
     ("seed-flag-negative", [*TRAIN, "--seed", "-5"], "'seed'"),

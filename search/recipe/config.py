@@ -19,6 +19,15 @@ from search.errors import ConfigError, show
 from search.files import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_HEAD_WEIGHTS = 50_000_000  # ResNet50's own base has 23.6 million
+
+
+def head_weights(width: int, layers: int, features: int = 2048, classes: int = 10) -> int:
+    """Weights of the head: [Dense(width) + BatchNorm] x layers, then softmax over classes."""
+    if layers == 0:
+        return features * classes + classes
+    return (features * width + width + 4 * width + (layers - 1) * (width * width + 5 * width)
+            + width * classes + classes)
 SEED_CONFIG = REPO_ROOT / "configs" / "seed.yaml"
 
 
@@ -96,6 +105,12 @@ class TrainConfig:
         need(self.weights.strip() != "", "weights", "must be imagenet, none or a file path")
         within("head_layers", 0, 8)
         within("head_width", 1, 16384)
+        weights = head_weights(self.head_width, self.head_layers)
+        if weights > MAX_HEAD_WEIGHTS:
+            raise ConfigError(f"config keys 'head_width' ({self.head_width}) and 'head_layers' "
+                              f"({self.head_layers}) make a head of {weights / 1e6:,.0f} million "
+                              f"weights, over the {MAX_HEAD_WEIGHTS // 10**6} million a head may "
+                              "have; lower head_width or head_layers.")
         within("dropout", 0.0, 1.0, high_open=True)
         within("label_smoothing", 0.0, 1.0, high_open=True)
         within("head_epochs", 1, 1000)

@@ -27,6 +27,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 IMAGE_FORMATS = ("PNG", "JPEG")  # the decoders a file from anywhere may reach
 MIN_SIDE = 32  # ResNet50 without its top needs at least 32×32 inputs
 MAX_PIXELS = 40_000_000  # one image; PIL's own bomb check allows ~180M before it refuses
+MAX_DECODED_BYTES = 8 * 2**30  # all images of a folder source, decoded (CIFAR-10: 180 MB)
 
 
 def content_hash(*arrays: np.ndarray) -> str:
@@ -80,8 +81,9 @@ class Data:
 
 # ----------------------------------------------------------------------------- loading
 
-def load_source(data_dir: str | Path | None = None) -> Source:
-    """Load a source; with no folder, Keras' own CIFAR-10 download."""
+def load_source(data_dir: str | Path | None = None, max_bytes: int = MAX_DECODED_BYTES) -> Source:
+    """Load a source; with no folder, Keras' own CIFAR-10 download. Image folders decode at most
+    `max_bytes` of pixels in all (each image's size is read from its header first)."""
     if data_dir is None:
         return _load_keras()
     root = Path(data_dir).expanduser()
@@ -92,7 +94,7 @@ def load_source(data_dir: str | Path | None = None) -> Source:
         if (cand / "data_batch_1").is_file() or (cand / "test_batch").is_file():
             return _load_python(cand)
     if (root / "train").is_dir() or (root / "test").is_dir():
-        return _load_folders(root)
+        return _load_folders(root, max_bytes)
     raise DataError(f"no CIFAR-10 layout found in {root}; expected cifar-10-batches-py/ "
                     "(data_batch_1..5, test_batch) or train/<class>/*.jpg and test/<class>/*.jpg.")
 
@@ -305,7 +307,11 @@ def _class_order(names: list[str]) -> list[str]:
     return sorted(names)
 
 
-def _read_split(split_dir: Path, classes: list[str] | None) -> tuple[np.ndarray, np.ndarray, list]:
+def _read_split(split_dir: Path, classes: list[str] | None,
+                budget: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """One split's images by class folder. `budget` ([bytes left]): each image's decoded size,
+    read from its header, is taken from it before the image is decoded."""
+    budget = budget if budget is not None else [MAX_DECODED_BYTES, MAX_DECODED_BYTES]
     if not split_dir.is_dir():
         raise DataError(f"image folder {split_dir} does not exist; the folder layout needs both "
                         "train/<class>/ and test/<class>/.")
@@ -326,6 +332,11 @@ def _read_split(split_dir: Path, classes: list[str] | None) -> tuple[np.ndarray,
                             "add images or remove the folder.")
         for p in files:
             with open_image(p) as im:
+                budget[0] -= im.size[0] * im.size[1] * 3
+                if budget[0] < 0:
+                    raise DataError(f"the images of {split_dir.parent} decode to more than "
+                                    f"{budget[1] / 2**30:.3g} GiB of pixels (over the limit at "
+                                    f"{p.name}); resize them, or use fewer images.")
                 arr = decode(im, p)
             if shape is None:
                 shape = arr.shape
@@ -368,9 +379,10 @@ def decode(im, path: Path) -> np.ndarray:
         raise DataError(f"{path} is a damaged image ({str(e)[:160]}); replace or remove it.") from None
 
 
-def _load_folders(root: Path) -> Source:
-    xtr, ytr, classes = _read_split(root / "train", None)
-    xte, yte, _ = _read_split(root / "test", classes)
+def _load_folders(root: Path, max_bytes: int = MAX_DECODED_BYTES) -> Source:
+    budget = [max_bytes, max_bytes]  # bytes left, the limit
+    xtr, ytr, classes = _read_split(root / "train", None, budget)
+    xte, yte, _ = _read_split(root / "test", classes, budget)
     return _checked(xtr, ytr, xte, yte, tuple(classes), "folders", str(root))
 
 
