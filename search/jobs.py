@@ -262,6 +262,10 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.tuning.study import check_outcome, create_or_resume, finalize, report_unit, run
 
     url = opts.storage_url()
+    cache = opts.make_cache()
+    if cache is not None:  # before the study exists or anything is written
+        cache.check_room(space.base.image_size, len(data.x_train) * cache.views + len(data.x_val),
+                         space.max_stages() + 1)
     ident = data_identity(source)  # hashes every image: once
     shared = is_server(url) or url.startswith("journal:")  # workers may start together
     jobs = opts.jobs_to_run()
@@ -280,7 +284,6 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test images")
     print(dashboard_hint(url, study_dir))
-    cache = opts.make_cache()
     if cache is not None and cache.directory is None and not opts.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")

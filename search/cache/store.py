@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search.errors import UserError
 from search.files import within
 
 FORMAT = 4  # bump when the way entries are computed changes (4: one network per worker)
@@ -90,6 +91,32 @@ class FeatureCache:
         if key not in self._hashes:
             self._hashes[key] = file_hash(p)
         return self._hashes[key]
+
+    def estimate_bytes(self, image_size: int, images: int, boundaries: int) -> int:
+        """About what a study's cache will hold: every training image in every view and every
+        validation image (`images` in all), at each of `boundaries` stage boundaries, each about
+        twice the base's output (a cut inside a block carries two tensors; conv4 maps are 2x)."""
+        per = (max(image_size // 32, 1) ** 2) * 2048 * np.dtype(self.dtype).itemsize * 2
+        return images * per * boundaries
+
+    def check_room(self, image_size: int, images: int, boundaries: int) -> None:
+        """Refuse, before any work, a cache that cannot fit where it goes (the disk under its
+        folder, or this machine's memory without one)."""
+        need = self.estimate_bytes(image_size, images, boundaries)
+        if self.directory is not None:
+            probe = self.directory
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent
+            room, where = shutil.disk_usage(probe).free, f"free on the disk of {self.directory}"
+        else:
+            room = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            where = "of this machine's memory (--cache-dir none)"
+        if need > room:
+            raise UserError(f"the cache of the frozen part would need about {need / 2**30:,.0f} GiB "
+                            f"({images:,} images and views at {image_size} px, {boundaries} stage "
+                            f"boundaries), over the {room / 2**30:,.0f} GiB {where}; lower "
+                            "--image-size or --aug-views, pass --cache-dir on a larger disk, or "
+                            "--no-cache.")
 
     def args(self) -> dict:
         """Constructor arguments: a child process opens the same store with them."""

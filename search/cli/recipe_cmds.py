@@ -46,15 +46,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    source=f"{args.config} with the command line's overrides")
     check_weights(config.weights)  # before anything is written or trained
     source = load_source(opts.data_dir)
+    data = make_data(source, config.train_samples, config.val_samples, config.split_seed)
+    cache = opts.make_cache()
+    if cache is not None:  # before anything is written
+        cache.check_room(config.image_size, len(data.x_train) * cache.views + len(data.x_val),
+                         config.n_stages + 1)
     print(f"data: {source.layout} layout at {source.location}: {len(source.x_train)} training, "
           f"{len(source.x_test)} test images of {source.x_train.shape[1:]}")
-    data = make_data(source, config.train_samples, config.val_samples, config.split_seed)
     run_dir = new_run_dir(opts.results_dir, Path(args.config).stem)
     write_start(run_dir, config, None, (data.train_idx, data.val_idx))
     print(f"run folder: {run_dir}")
     print(f"training {len(data.x_train)} images, validating on {len(data.x_val)}; "
           f"stages open {config.stage_depths()} layers")
-    cache = opts.make_cache()
     result = train(config, data, verbose=args.verbose, stages=cached_stages(cache))
     if cache is not None:
         print(f"{cache.summary()}; fill {cache.stats.fill_seconds:.1f}s")
