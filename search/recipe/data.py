@@ -356,7 +356,7 @@ def open_image(path: Path):
 
     try:
         im = Image.open(path, formats=IMAGE_FORMATS)  # no other decoder is reached
-    except (OSError, Image.DecompressionBombError, ValueError) as e:
+    except Exception as e:  # any decoder error (OSError, zlib.error, struct.error ...): a bad file
         raise DataError(f"{path} is not a readable image ({str(e)[:160]}); replace or remove "
                         "it.") from None
     with im:
@@ -375,7 +375,7 @@ def decode(im, path: Path) -> np.ndarray:
         if im.mode != "RGB":
             im = im.convert("RGB")
         return np.asarray(im, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # any decoder error: a damaged file
         raise DataError(f"{path} is a damaged image ({str(e)[:160]}); replace or remove it.") from None
 
 

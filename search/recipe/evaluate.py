@@ -80,7 +80,7 @@ def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
                 im = im.convert("RGB")
             if im.size != (shape[1], shape[0]):
                 im = im.resize((shape[1], shape[0]), Image.BILINEAR)
-        except (OSError, SyntaxError, ValueError) as e:
+        except Exception as e:  # any decoder error: a damaged file
             raise DataError(f"{path} is a damaged image ({str(e)[:160]}); pass a readable "
                             ".png/.jpg file.") from None
         return decode(im, path)
