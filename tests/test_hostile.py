@@ -1,7 +1,10 @@
 """Files and flags from anywhere: every command answers bad input with one sentence, exit status 2,
 no traceback, and nothing written; a crafted pickle never runs."""
 
+import json
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -96,6 +99,26 @@ def tiny_model(path):
     return path
 
 
+def any_size_model(path):
+    import keras
+
+    path.parent.mkdir(parents=True)
+    inp = keras.Input((None, None, 3))
+    out = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp))
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def three_classes(root):
+    s = tiny_source(30, 15)
+    for split, x, y in (("train", s.x_train, s.y_train), ("test", s.x_test, s.y_test)):
+        for i, (img, lab) in enumerate(zip(x, y)):
+            d = root / split / f"c{lab % 3}"
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i:04d}.png")
+    return root
+
+
 def setup_files(tmp):
     """Everything the table's cases point at, made once; returns {name: path}."""
     f = {}
@@ -136,6 +159,9 @@ def setup_files(tmp):
     with zipfile.ZipFile(f["zip_keras"], "w") as z:
         z.writestr("hello.txt", "not a Keras model")
     f["model"] = tiny_model(tmp / "m" / "model.keras")
+    f["model10"] = tiny_model(tmp / "m10" / "model.keras")  # 10 outputs, no classes.json
+    f["any_size"] = any_size_model(tmp / "any" / "model.keras")
+    f["three"] = three_classes(tmp / "three")
     (tmp / "m" / "classes.json").write_text('{"not": "a list"')
     f["image"] = tmp / "cat.png"
     Image.fromarray(tiny_source(10, 10).x_train[0]).save(f["image"])
@@ -240,6 +266,10 @@ CASES = [
     ("predict-model-wrong-zip", ["predict", "--model", "{zip_keras}", "{image}"],
      "could not be loaded"),
     ("predict-bad-classes-json", ["predict", "--model", "{model}", "{image}"], "classes.json"),
+    ("predict-model-of-any-input-size", ["predict", "--model", "{any_size}", "{image}"],
+     "not images of a fixed size"),
+    ("evaluate-model-of-other-classes", ["evaluate", "--model", "{model10}", "--data-dir",
+                                         "{three}"], "gives 10 outputs but the data has 3"),
     ("bench-data-missing", ["bench", "--data-dir", "{tmp}/nodata", "--weights", "none"],
      "does not exist"),
     ("compare-zero-budget", ["compare", "--budget", "0"], "--budget"),
@@ -256,31 +286,78 @@ def files_under(root):
     return sorted(p for p in root.rglob("*")) if root.exists() else []
 
 
-@pytest.mark.parametrize("argv", [c[1] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(argv, files, tmp_path, capsys,
-                                                             monkeypatch):
-    case = next(c for c in CASES if c[1] is argv)
-    monkeypatch.chdir(tmp_path)  # relative defaults (results/) land here
-    argv = [a.format(tmp=tmp_path, **files) for a in argv]
-    if "--results-dir" not in argv and argv[0] not in ("predict",):
-        argv += ["--results-dir", str(tmp_path / "res")]
+# Every case runs in one child process under a 4 GiB address-space limit, each under a 60 s
+# alarm, in a fresh folder of its own: what it printed, its exit status, what it left there.
+CHILD = r"""
+import contextlib, io, json, os, resource, signal, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+sys.path.insert(0, sys.argv[2])
+from search.cli import main
+
+def alarm(*a):
+    raise TimeoutError("over 60 s")
+
+signal.signal(signal.SIGALRM, alarm)
+results = {}
+for case in json.loads(Path(sys.argv[1]).read_text()):
+    folder = Path(case["dir"])
+    folder.mkdir(parents=True)
+    os.chdir(folder)  # relative defaults (results/) land here
+    out, err = io.StringIO(), io.StringIO()
+    signal.alarm(60)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(case["argv"])
+    except BaseException as e:
+        rc = f"raised {type(e).__name__}: {e}"
+    finally:
+        signal.alarm(0)
+    left = sorted(str(p) for p in folder.rglob("*"))
+    results[case["id"]] = {"rc": rc, "out": out.getvalue(), "err": err.getvalue(), "left": left}
+Path(sys.argv[3]).write_text(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def table(files, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cases")
+    cases = []
+    for case_id, argv, _ in CASES:
+        folder = root / case_id
+        argv = [a.format(tmp=folder, **files) for a in argv]
+        if "--results-dir" not in argv and argv[0] not in ("predict",):
+            argv += ["--results-dir", str(folder / "res")]
+        cases.append({"id": case_id, "argv": argv, "dir": str(folder)})
+    (root / "cases.json").write_text(json.dumps(cases))
     before = files_under(files["bad_yaml"].parent)
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(root / "cases.json"), str(ROOT),
+                           str(root / "results.json")], cwd=root, capture_output=True,
+                          text=True, timeout=60 * len(CASES))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert files_under(files["bad_yaml"].parent) == before  # no input touched
+    assert not files["marker"].exists()  # the crafted pickle ran nothing
+    return json.loads((root / "results.json").read_text())
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in CASES])
+def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(case_id, table):
+    needle = next(c[2] for c in CASES if c[0] == case_id)
+    r = table[case_id]
+    err, out = r["err"], r["out"]
+    assert r["rc"] == 2, r
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err and out == "", (out, err)
-    assert case[2] in err, err
+    assert needle in err, err
     assert "hunter2" not in err
-    assert files_under(tmp_path) == [], files_under(tmp_path)  # no results, no stray files
-    assert files_under(files["bad_yaml"].parent) == before
-    assert not files["marker"].exists()  # the crafted pickle ran nothing
+    assert r["left"] == [], r["left"]  # no results, no stray files
 
 
 def test_the_table_covers_every_command():
     from search.cli.main import MODULES
 
     commands = {name for m in MODULES for name in m.HANDLERS}
-    assert commands == {c[1][0] for c in CASES} and len(CASES) >= 25
+    assert commands == {c[1][0] for c in CASES} and len(CASES) >= 70
 
 
 def test_the_safe_unpickler_still_reads_real_batches(tmp_path):

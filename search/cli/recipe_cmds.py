@@ -78,7 +78,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from search.errors import DataError
     from search.jobs import SearchOptions, data_identity
     from search.recipe.data import load_source
-    from search.recipe.evaluate import evaluate, format_metrics, load_model, read_classes
+    from search.recipe.evaluate import (
+        check_model,
+        evaluate,
+        format_metrics,
+        load_model,
+        read_classes,
+    )
 
     path, study = args.model, None
     if path is None:
@@ -93,6 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from search.tuning.study import check_data
 
         check_data(study, data_identity(source))
+    check_model(model, source.class_names)
     names = read_classes(path, model.output_shape[-1])
     if names is not None and names != tuple(source.class_names):
         raise DataError(f"the model was trained on classes {list(names)} but "
@@ -113,9 +120,10 @@ def class_names_for(model_path: str | Path, n: int) -> tuple[str, ...]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from search.recipe.evaluate import load_model, predict
+    from search.recipe.evaluate import check_model, load_model, predict
 
     model = load_model(args.model)
+    check_model(model)
     names = class_names_for(args.model, model.output_shape[-1])
     for path, name, prob in predict(model, args.images, names):
         print(f"{path}\t{name}\t{prob:.4f}")

@@ -24,7 +24,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names) -> dict:
 
 
 def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    expected = tuple(model.input_shape[1:])
+    expected = check_model(model)
     if tuple(x.shape[1:]) != expected:
         raise DataError(f"the test images are {x.shape[1:]} but the model takes {expected}; "
                         "evaluate with the data source the model was trained on.")
@@ -86,8 +86,25 @@ def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
         return decode(im, path)
 
 
+def check_model(model, class_names=None) -> tuple[int, int, int]:
+    """The image shape a model takes (H, W, 3), checked to be one this package can feed; with
+    class_names, that its outputs are one per class. A foreign model fails here with a sentence
+    instead of deep inside numpy or PIL."""
+    shape = tuple(getattr(model, "input_shape", ()) or ())[1:]
+    if len(shape) != 3 or shape[-1] != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise UserError(f"the model takes inputs of shape {shape}, not images of a fixed size "
+                        "(height, width, 3); pass a model written by this project (train or the "
+                        "search).")
+    n = (getattr(model, "output_shape", None) or (None, None))[-1]
+    if class_names is not None and n != len(class_names):
+        raise DataError(f"the model gives {n} outputs but the data has {len(class_names)} classes "
+                        f"({', '.join(list(class_names)[:5])}...); evaluate on the data the model "
+                        "was trained for.")
+    return shape
+
+
 def predict(model, paths, class_names) -> list[tuple[str, str, float]]:
-    shape = tuple(model.input_shape[1:])
+    shape = check_model(model)
     x = np.stack([read_image(p, shape) for p in paths]).astype("float32")
     from search.recipe.feed import array_stream
 
