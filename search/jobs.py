@@ -111,6 +111,7 @@ class SearchOptions(RunOptions):
     max_failures: int = 5  # consecutive failed trials that stop the search (0: never)
     sampler_seed: int | None = None  # None: the config's seed; random on a resume or shared storage
     jobs: int = 1  # trials side by side in worker processes; 0: one per GPU, else per core
+    adopt: bool = False  # bind a study that records no identity to this search's
     no_final: bool = False
     retrain_seeds: int = 1
     confirm_top: int = 3  # top trials re-run on further seeds before the pick (0: the best trial)
@@ -257,9 +258,10 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.files import write_json
     from search.report.page import make_report, trials_table
     from search.runner.pool import make_runner
+    from search.tuning.identity import report_unit
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
-    from search.tuning.study import check_outcome, create_or_resume, finalize, report_unit, run
+    from search.tuning.study import check_outcome, create_or_resume, finalize, run
 
     url = opts.storage_url()
     cache = opts.make_cache()
@@ -273,7 +275,8 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
         opts.study_name, url, space, opts.sampler, opts.pruner,
         space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
         heartbeat=default_heartbeat(url, opts.heartbeat), data=ident,
-        pinned=opts.sampler_seed is not None, shared=shared, concurrent=shared or jobs > 1)
+        pinned=opts.sampler_seed is not None, shared=shared, concurrent=shared or jobs > 1,
+        adopt=opts.adopt)
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
     write_json(study_dir / "data.json", {**ident, "train": len(data.x_train),
@@ -386,15 +389,18 @@ def finalize_study(opts: SearchOptions) -> dict:
     from search.recipe.config import TrainConfig
     from search.recipe.model import check_weights
     from search.report.page import make_report
+    from search.tuning.identity import check_data, check_overrides
     from search.tuning.space import STUDY_FIXED
     from search.tuning.storage import open_study
-    from search.tuning.study import best_config, check_data, finalize
+    from search.tuning.study import best_config, finalize
 
     fixed = sorted(set(opts.set_values()) & set(STUDY_FIXED))
     if fixed:
         raise UserError(f"--set {fixed[0]}: the study fixes '{fixed[0]}' ({STUDY_FIXED[fixed[0]]}); "
                         "finalize retrains on the study's own.")
     study = open_study(opts.study_name, opts.storage_url())
+    flags = {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None}
+    check_overrides(study, {k: v for k, v in flags.items() if k != "seed"}, opts.storage_url())
     _, config = best_config(study)
     config = TrainConfig.from_dict({**config.to_dict(), **opts.overrides()}, source="--set")
     check_weights(config.weights)

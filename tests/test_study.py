@@ -145,26 +145,33 @@ def test_resume_with_a_pruner_of_another_step_is_refused(searched, capsys):
     err = capsys.readouterr().err
     assert "pruned per epoch" in err and "--pruner hyperband or median or none or sha" in err
     assert len(load(searched).trials) == n  # nothing added
-    assert load(searched).user_attrs["pruning_step"] == "epoch"
+    assert load(searched).user_attrs["identity"]["pruning_step"] == "epoch"
 
 
-def test_a_study_without_a_pruning_record_is_joined_until_a_value_is_reported():
-    """Workers started together: one creates the study and writes its record a moment later; the
-    others must not read the missing record as "epoch". Once values are reported, it is legacy."""
-    from search.errors import UserError
-    from search.tuning.study import check_pruning_step
+def test_a_study_without_an_identity_is_refused_unless_adopted_and_then_bound(tmp_path, capsys):
+    """A study made outside (optuna create-study), or whose creator stopped before writing its
+    identity, once stayed unbound for good and accepted any data; now it is refused with the
+    way to adopt it, and an adopted study checks the next joiner's data like any other."""
+    write_tiny_folders(tmp_path / "data")
+    optuna.create_study(study_name="outside", storage=default_storage(tmp_path / "res"),
+                        direction="maximize")
+    argv = ["search", "--trials", "0", "--no-final", "--study-name", "outside", *common(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "records no data, base config or pruner step" in err and "--adopt" in err
+    assert main([*argv, "--adopt"]) == 0
+    ident = load(tmp_path, "outside").user_attrs["identity"]
+    assert ident["pruning_step"] == "stage" and ident["data"]["fingerprint"]
+    write_tiny_folders(tmp_path / "other", 100, 40)
+    other = [a if a != str(tmp_path / "data") else str(tmp_path / "other") for a in argv]
+    assert main(other) == 2
+    assert "fingerprint" in capsys.readouterr().err
 
-    study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"x": 1.0})
-    check_pruning_step(study, "stage", "sqlite:///x.db")  # nothing reported: joins
-    check_pruning_step(study, "hyperband", "sqlite:///x.db")
-    trial = study.ask()
-    trial.report(0.5, step=3)
-    with pytest.raises(UserError, match="pruned per epoch, but --pruner stage"):
-        check_pruning_step(study, "stage", "sqlite:///x.db")
-    check_pruning_step(study, "hyperband", "sqlite:///x.db")
-    study.set_user_attr("pruning_step", "stage")
-    check_pruning_step(study, "stage", "sqlite:///x.db")
+
+def test_finalize_flags_that_change_what_the_study_searched_with_are_refused(searched, capsys):
+    assert main(["finalize", "--results-dir", str(searched / "res"), "--data-dir",
+                 str(searched / "data"), "--split-seed", "7"]) == 2
+    assert "was searched with split_seed=0, but this finalize asks for 7" in capsys.readouterr().err
 
 
 def test_unknown_study_lists_the_existing_ones(searched, capsys):

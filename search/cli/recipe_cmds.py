@@ -96,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(path)
     source = load_source(args.data_dir)
     if study is not None:
-        from search.tuning.study import check_data
+        from search.tuning.identity import check_data
 
         check_data(study, data_identity(source))
     check_model(model, source.class_names)

@@ -46,6 +46,9 @@ def add_parsers(sub) -> None:
                    help="trials run side by side, each in its own worker process (default 1; 0: "
                    "one per GPU, or on CPUs one per core up to memory, each on its share of the "
                    "cores); TPE then treats running trials as bad (constant liar)")
+    p.add_argument("--adopt", action="store_true",
+                   help="bind a study that records no data, base config or pruner step (made "
+                   "with `optuna create-study`, or whose creator stopped early) to this search's")
     p.add_argument("--no-final", action="store_true",
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     add_retrain_flags(p)

@@ -17,6 +17,7 @@ from matplotlib.ticker import NullFormatter
 from optuna.trial import TrialState
 
 from search.files import save_figure
+from search.tuning import identity
 
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
@@ -176,7 +177,7 @@ def slice_plot(study, out: Path, most: int = 6) -> Path:
 def intermediate_values(study, out: Path) -> Path:
     if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         raise Absent("no trial reported a per-epoch value yet.")
-    per_stage = study.user_attrs.get("pruning_step") == "stage"
+    per_stage = (identity.read(study) or {}).get("pruning_step") == "stage"
 
     def draw():
         ax = ovm.plot_intermediate_values(study)

@@ -19,19 +19,13 @@ from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.runner.pool import closing_on_interrupt
 from search.secrets import MASK, safe_url
+from search.tuning import identity
 from search.tuning.optuna_space import all_distributions
 from search.tuning.space import Space
 from search.tuning.storage import open_storage
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
 PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
-STAGE_PRUNERS = {"stage", "stage-median"}  # one value per stage end (step = stage index)
-
-
-def report_unit(pruner: str) -> str:
-    """What the objective reports to `pruner`: "stage" (best val accuracy at each stage end) or
-    "epoch" (val accuracy at every global epoch)."""
-    return "stage" if pruner in STAGE_PRUNERS else "epoch"
 
 
 def make_sampler(name: str, seed: int, concurrent: bool = False) -> optuna.samplers.BaseSampler:
@@ -84,12 +78,6 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
                 diffs.setdefault(name, f"'{name}' is not in {space.path.name}")
             elif dist != ours[name]:
                 diffs.setdefault(name, f"'{name}' was {dist} but {space.path.name} gives {ours[name]}")
-    stored = study.user_attrs.get("base_config")
-    if stored is not None:
-        mine = space.base.to_dict()
-        for k in sorted(set(stored) | set(mine)):
-            if stored.get(k) != mine.get(k):
-                diffs.setdefault(k, f"base config '{k}' was {stored.get(k)!r}, now {mine.get(k)!r}")
     if diffs:
         shown = "; ".join(list(diffs.values())[:4]) + ("; ..." if len(diffs) > 4 else "")
         raise UserError(f"{where} conflicts with this search: {shown}; {fix}")
@@ -97,17 +85,20 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
 
 def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int,
                      heartbeat: int | None = None, data: dict | None = None,
-                     pinned: bool = True, shared: bool = False, concurrent: bool = False):
+                     pinned: bool = True, shared: bool = False, concurrent: bool = False,
+                     adopt: bool = False):
     """The study `name`, created (with the seed recipe enqueued as its first trial) or resumed
     (after checking that space, base config and data match). Returns (study, resumed).
 
     Only the process that creates the study enqueues the seed recipe, so workers that start
-    together on a new study enqueue it exactly once. `data`: the source's identity
-    ({source, fingerprint}), stored at creation and checked on resume. Unless the seed is
+    together on a new study enqueue it exactly once. The study's identity (search.tuning.identity:
+    base config, pruner step, space file, `data` = {source, fingerprint}) is written once at
+    creation and checked on every join; a study without one is refused unless `adopt`. Unless the seed is
     `pinned`, a worker on a `shared` storage, or any process resuming a study (two may resume
     one SQLite file at once), draws its sampler seed from os.urandom, so no two draw the same
     trials; a new study in one process keeps the given seed (reproducible)."""
     storage = open_storage(url, heartbeat=heartbeat)
+    mine = identity.make(space, pruner, data)
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         resumed = False
@@ -115,19 +106,19 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
         study = optuna.load_study(study_name=name, storage=storage)
         resumed = True
     if resumed:
+        stored = identity.wait(study, 30 if shared else 2)  # a creator may be writing it now
+        if stored is None:
+            if not adopt:
+                identity.refuse_unbound(study, url)
+            identity.bind(study, mine)
+            stored = mine
+        identity.check(study, stored, mine, url, pruner)
         check_compatible(study, space, url)
-        check_pruning_step(study, pruner, url)
-        if data is not None:
-            check_data(study, data)
         _recover(study, heartbeat)
         # A resumed study gets a fresh sampler seed so a seeded sampler does not replay its draws.
         seed = seed + len(study.get_trials(deepcopy=False))
     else:
-        study.set_user_attr("base_config", space.base.to_dict())
-        study.set_user_attr("pruning_step", report_unit(pruner))
-        study.set_user_attr("space_file", str(space.path))
-        if data is not None:
-            study.set_user_attr("data", data)
+        identity.bind(study, mine)  # before the seed trial: a joiner that sees it may go on
         outside = space.seed_outside()
         params = {k: v for k, v in space.seed_values().items() if k not in outside}
         study.enqueue_trial(params, user_attrs={"seed_recipe": True}, skip_if_exists=True)
@@ -142,39 +133,10 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     return study, resumed
 
 
-def check_pruning_step(study: optuna.Study, pruner: str, url: str) -> None:
-    """Refuse to resume with a pruner that reads another step: stage indices and epochs mixed in
-    one study would compare unlike values. Studies from before stage pruning reported epochs.
-
-    A study without the record is either from before stage pruning (it reported epochs) or being
-    created by a worker that started at the same moment and has not written it yet: with no
-    reported value yet, there is nothing to mix, so any pruner may join."""
-    stored = study.user_attrs.get("pruning_step")
-    if stored is None:
-        if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
-            return
-        stored = "epoch"
-    if stored != report_unit(pruner):
-        kinds = sorted(STAGE_PRUNERS) if stored == "stage" else sorted(set(PRUNERS) - STAGE_PRUNERS)
-        raise UserError(f"study '{study.study_name}' in {safe_url(url)} was pruned per {stored}, "
-                        f"but --pruner {pruner} prunes per {report_unit(pruner)}; pass --pruner "
-                        f"{' or '.join(kinds)}, or a new --study-name.")
-
-
 def salted_seed() -> int:
     """A sampler seed from os.urandom: different for every worker, whatever its host and pid
     (containers often share both)."""
     return int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
-
-
-def check_data(study: optuna.Study, data: dict) -> None:
-    """Refuse to mix data sources in one study: its trials were trained on the data it recorded."""
-    stored = study.user_attrs.get("data")
-    if stored is not None and stored.get("fingerprint") != data["fingerprint"]:
-        raise UserError(f"study '{study.study_name}' was searched on {stored.get('source')} "
-                        f"(fingerprint {str(stored.get('fingerprint'))[:12]}), but this run loads "
-                        f"{data['source']} (fingerprint {data['fingerprint'][:12]}); pass the "
-                        "--data-dir the study was started with, or a new --study-name.")
 
 
 def _recover(study: optuna.Study, heartbeat: int | None) -> None:
@@ -218,7 +180,7 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     from tqdm import tqdm
 
     used, streak, mine = [0], [0], []
-    unit = study.user_attrs.get("pruning_step", "epoch")
+    unit = (identity.read(study) or {}).get("pruning_step", "epoch")
     lock = threading.Lock()  # with n_jobs, trials end in Optuna's threads
 
     def on_trial(st: optuna.Study, t: FrozenTrial) -> None:
