@@ -251,3 +251,69 @@ def test_jobs_run_distinct_trials_side_by_side_and_each_value_is_reproduced_with
     redo = {tuple(sorted(t.params.items())): t.value
             for t in optuna.load_study(study_name="again", storage=storage).trials}
     assert {tuple(sorted(t.params.items())): t.value for t in trials} == redo
+
+
+def running_trial(storage, name, deadline=300):
+    """Wait until a trial of the study is running and has reported an epoch; return it."""
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).trials
+        except Exception:  # no storage or study yet
+            trials = []
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        if running:
+            return running[0]
+        time.sleep(0.3)
+    pytest.fail("no trial started training")
+
+
+def test_on_a_journal_a_killed_worker_s_trial_stays_running_and_nothing_runs_twice(tmp_path,
+                                                                                  data_dir):
+    """The journal storage has no heartbeat (so --heartbeat is refused there): a killed worker's
+    trial is left RUNNING, as the README says, and never run a second time."""
+    url = f"journal:{tmp_path / 'study.log'}"
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
+    a = worker(tmp_path, data_dir, url, "j", 3, "--sampler-seed", "0", "--pruner", "none")
+    killed = running_trial(journal, "j")
+    os.killpg(a.pid, signal.SIGKILL)
+    a.communicate()
+    finish(worker(tmp_path, data_dir, url, "j", 2, "--pruner", "none"))
+    trials = optuna.load_study(study_name="j", storage=journal).trials
+    assert next(t for t in trials if t.number == killed.number).state == TrialState.RUNNING
+    params = [tuple(sorted(t.params.items())) for t in trials if t.params]
+    assert len(params) == len(set(params))  # nothing ran twice
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 2
+
+
+def test_a_stopped_worker_under_the_minimum_heartbeat_keeps_its_trial(tmp_path, data_dir, pg_url):
+    """A live but stalled worker (SIGSTOP for 3 s) is not taken for dead at the minimum heartbeat
+    (5 s: failed only after 10 s of silence), where --heartbeat 1 (2 s grace) took it for dead
+    and ran its trial a second time. The check every worker makes at a trial's start is made here
+    at a known moment; the trial completes once the worker goes on. Nothing runs twice."""
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    a = worker(tmp_path, data_dir, pg_url, name, 2, "--heartbeat", "5", "--sampler-seed", "0",
+               "--pruner", "none")
+    stalled = running_trial(pg_url, name)
+    os.killpg(a.pid, signal.SIGSTOP)
+    try:
+        time.sleep(3)
+
+        def stale_after(beat):  # the trials a worker at this heartbeat would fail now
+            storage = optuna.storages.RDBStorage(pg_url, heartbeat_interval=beat,
+                                                 grace_period=2 * beat)
+            study_id = storage.get_study_id_from_name(name)
+            return storage._get_stale_trial_ids(study_id)  # read-only; fail_stale_trials acts
+
+        assert stale_after(5) == []  # the minimum: 3 s of silence is no death
+        assert len(stale_after(1)) == 1  # what --heartbeat 1 would have failed and rerun
+        optuna.storages.fail_stale_trials(optuna.load_study(
+            study_name=name, storage=optuna.storages.RDBStorage(pg_url, heartbeat_interval=5,
+                                                                grace_period=10)))
+    finally:
+        os.killpg(a.pid, signal.SIGCONT)
+    finish(a)
+    study = optuna.load_study(study_name=name, storage=pg_url)
+    assert next(t for t in study.trials if t.number == stalled.number).state == TrialState.COMPLETE
+    assert not [t for t in study.trials if t.state == TrialState.FAIL]
