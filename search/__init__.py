@@ -11,4 +11,24 @@ Layers, each importing only those before it (tests/test_layout.py enforces it):
   bench/    benchmarks that return their figures as values
   cli/      the command line behind run_search.py
 Importing the package changes no process-wide setting (search.process does, at start).
+
+The Python API (imported on first use, so `import search` stays light):
+
+    from search import run_search, SearchOptions, train, TrainConfig
+    outcome = run_search(SearchOptions(trials=20, data_dir="cifar10", weights="w.h5"))
+    print(outcome.best_value, outcome.test and outcome.test["test_accuracy_mean"])
 """
+
+_API = {"run_search": "search.jobs", "finalize_study": "search.jobs", "SearchOptions": "search.jobs",
+        "RunOptions": "search.jobs", "SearchOutcome": "search.jobs", "train": "search.recipe.train",
+        "TrainConfig": "search.recipe.config", "load_space": "search.tuning.space",
+        "configure": "search.process"}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_API[name]), name)

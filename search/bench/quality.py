@@ -23,6 +23,7 @@ import pandas as pd
 from search.errors import SearchFailed, UserError
 from search.files import save_figure, write_atomic, write_json
 from search.jobs import SearchOptions, load_data, run_search
+from search.tuning.space import SPACES_DIR
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Setting:
     space: str | None = None  # None: the options' space
 
 
-CONV5 = str(Path(__file__).resolve().parents[2] / "spaces" / "conv5.yaml")
+CONV5 = str(SPACES_DIR / "conv5.yaml")
 SETTINGS = {s.name: s for s in (
     Setting("stage", pruner="stage"),  # the default since #13
     Setting("stage-median", pruner="stage-median"),

@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The installed console command (`run-search`): what `python run_search.py` does."""
+    sys.exit(main())
+
+
 def _write_traceback(text: str) -> str:
     """The traceback in a fresh private file in the system's temporary folder (never under the
     results folder, which the failed command must not have half-written)."""

@@ -18,7 +18,9 @@ import yaml
 from search.errors import ConfigError, show
 from search.files import write_atomic
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where configs/ and spaces/ are: inside the installed package, else at the top of a checkout.
+_PACKAGE = Path(__file__).resolve().parents[1]
+SHIPPED = _PACKAGE if (_PACKAGE / "configs").is_dir() else _PACKAGE.parent
 MAX_HEAD_WEIGHTS = 50_000_000  # ResNet50's own base has 23.6 million
 
 
@@ -28,7 +30,7 @@ def head_weights(width: int, layers: int, features: int = 2048, classes: int = 1
         return features * classes + classes
     return (features * width + width + 4 * width + (layers - 1) * (width * width + 5 * width)
             + width * classes + classes)
-SEED_CONFIG = REPO_ROOT / "configs" / "seed.yaml"
+SEED_CONFIG = SHIPPED / "configs" / "seed.yaml"
 
 
 @dataclass(frozen=True)

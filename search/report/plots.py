@@ -130,8 +130,8 @@ def param_importances(study, out: Path) -> Path:
         raise Absent(f"parameter importances need at least 2 completed trials that differ in "
                      f"some parameter; this study has {len(done)} completed.")
     try:
-        return _optuna_plot("param_importances", out, "Parameter importances (Optuna's fANOVA "
-                            "evaluator, share of val accuracy variance)",
+        return _optuna_plot("param_importances", out, "Parameter importances (Optuna's default "
+                            "evaluator, PED-ANOVA: which params set the top trials apart)",
                             lambda: ovm.plot_param_importances(study, target_name=TARGET))
     except (RuntimeError, ValueError) as e:
         raise Absent(f"Optuna could not compute importances: {e}") from None

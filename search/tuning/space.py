@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 
 from search.errors import ConfigError, show
-from search.recipe.config import TrainConfig
+from search.recipe.config import SHIPPED, TrainConfig
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
+SPACES_DIR = SHIPPED / "spaces"
 DEFAULT_SPACE = SPACES_DIR / "default.yaml"
 # Config keys a study fixes once (its data split and backbone are recorded and cached per study).
 STUDY_FIXED = {
@@ -157,6 +157,8 @@ class Space:
 
 def load_space(path: str | Path | None = None) -> Space:
     path = Path(path) if path else DEFAULT_SPACE
+    if not path.exists() and path.parent == Path(".") and (SPACES_DIR / f"{path}.yaml").is_file():
+        path = SPACES_DIR / f"{path}.yaml"  # a shipped space by name: tiny, small, conv5, default
     if not path.is_file():
         raise ConfigError(f"space file {path} does not exist; pass --space with a YAML file "
                           f"such as {DEFAULT_SPACE}.")
