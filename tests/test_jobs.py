@@ -101,3 +101,10 @@ def test_every_flag_of_every_command_is_in_docs_usage():
                and f"`{flag}" not in usage]
     assert missing == []
     assert all(f"`{name}`" in usage for name in commands)
+
+
+def test_the_readme_stays_a_quick_start():
+    readme = (ROOT / "README.md").read_bytes()
+    assert len(readme) < 10 * 1024
+    first = readme.decode().split("```")[1]  # the first code block: set-up + search, set-up + tests
+    assert "run_search.py --trials 50" in first and "-m pytest" in first
