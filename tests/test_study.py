@@ -282,7 +282,8 @@ def test_sigint_in_a_trial_fails_it_keeps_completed_ones_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_sigint_in_the_retrain_ends_non_zero_keeps_every_trial_and_publishes_nothing(tmp_path):
     write_tiny_folders(tmp_path / "data")
-    cmd = [sys.executable, "run_search.py", "--trials", "2", "--pruner", "none", *common(tmp_path)]
+    cmd = [sys.executable, "run_search.py", "--trials", "2", "--pruner", "none", "--confirm-top", "0",
+           *common(tmp_path)]
     rc, out, err = interrupt_when(cmd, lambda line: line.startswith("retraining best with seed"))
     assert rc == 130 and "interrupted" in err, (out[-2000:], err[-2000:])
     trials = load(tmp_path).trials

@@ -73,7 +73,7 @@ def test_two_workers_share_one_postgres_study_and_finalize_writes_the_outputs(tm
     done = study.get_trials(states=FINISHED)
     assert len(done) == 6 and len({t.number for t in done}) == 6
     assert sum(bool(t.user_attrs.get("seed_recipe")) for t in study.trials) == 1
-    assert main(["finalize", "--storage", pg_url, "--study-name", name, "--data-dir",
+    assert main(["finalize", "--confirm-top", "0", "--storage", pg_url, "--study-name", name, "--data-dir",
                  str(data_dir), "--results-dir", str(tmp_path / "res")]) == 0
     out = tmp_path / "res" / name
     for f in ("best_model.keras", "test_metrics.json", "best_config.yaml", "report/index.html"):
@@ -182,7 +182,7 @@ def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_d
     os.killpg(p.pid, signal.SIGINT)
     printed.append(p.communicate(timeout=120)[0])
     assert p.returncode != 0 and "Resume with" in printed[-1], printed[-1][-2000:]
-    fin = subprocess.run([sys.executable, "run_search.py", "finalize", "--storage", url,
+    fin = subprocess.run([sys.executable, "run_search.py", "finalize", "--confirm-top", "0", "--storage", url,
                           "--study-name", name, "--data-dir", str(data_dir), "--results-dir",
                           str(tmp_path / "res")], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
@@ -203,7 +203,8 @@ def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_d
 def test_two_finalizes_at_once_leave_one_consistent_set(tmp_path, data_dir):
     storage = default_storage(tmp_path / "res")
     finish(worker(tmp_path, data_dir, storage, "f", 2))
-    cmd = [sys.executable, "run_search.py", "finalize", "--study-name", "f", "--data-dir",
+    cmd = [sys.executable, "run_search.py", "finalize", "--confirm-top", "0", "--study-name", "f",
+           "--data-dir",
            str(data_dir), "--results-dir", str(tmp_path / "res")]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(2)]

@@ -32,6 +32,7 @@ def compare(opts: SearchOptions, budget: int, log=print) -> tuple[pd.DataFrame, 
     rows, curves = [], {}
     for name, setting in SETTINGS.items():
         run = dataclasses.replace(opts, trials=100_000, epoch_budget=budget, cache_dir=cache_dir,
+                                  confirm_top=0,  # no re-runs beyond the budget: as KerasTuner
                                   results_dir=str(root / name), storage=None, **setting)
         log(f"\n== {name}: {setting}, epoch budget {budget}, results in {run.results_dir}")
         out = run_search(run)
