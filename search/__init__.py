@@ -4,9 +4,10 @@ Layers, each importing only those before it (tests/test_layout.py enforces it):
   errors.py, files.py, secrets.py, process.py   user errors, the atomic writer, masking, set-up
   recipe/   one training run: config, data, schedule, network, train, evaluate, run folder
   cache/    the exact cache of the frozen part, and the StageSource that trains on it
-  runner/   one run as typed events, in this process or a worker process
+  runner/   one run as typed events, in this process, a worker process, or N side by side
   tuning/   spaces, the Optuna and KerasTuner adapters, storage, study loop, retrain
   report/   the study's report: index.html, figures, trials.csv, artifacts
+  options.py  every command's options, checked before any write
   jobs.py   the end-to-end jobs (search, finalize) as typed functions
   bench/    benchmarks that return their figures as values
   cli/      the command line behind run_search.py
@@ -19,8 +20,8 @@ The Python API (imported on first use, so `import search` stays light):
     print(outcome.best_value, outcome.test and outcome.test["test_accuracy_mean"])
 """
 
-_API = {"run_search": "search.jobs", "finalize_study": "search.jobs", "SearchOptions": "search.jobs",
-        "RunOptions": "search.jobs", "SearchOutcome": "search.jobs", "train": "search.recipe.train",
+_API = {"run_search": "search.jobs", "finalize_study": "search.jobs", "SearchOptions": "search.options",
+        "RunOptions": "search.options", "SearchOutcome": "search.jobs", "train": "search.recipe.train",
         "TrainConfig": "search.recipe.config", "load_space": "search.tuning.space",
         "configure": "search.process"}
 __all__ = sorted(_API)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from conftest import ROOT
 from search.cli.main import build_parser
-from search.jobs import RunOptions, SearchOptions
+from search.options import RunOptions, SearchOptions
 
 
 def test_the_resume_command_parses_back_to_the_same_options():

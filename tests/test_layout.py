@@ -14,7 +14,8 @@ PACKAGE = ROOT / "search"
 # Lowest first; a module may import its own layer and those before it. errors, files, secrets and
 # process are the shared floor; each subpackage's __init__ holds no imports of its own.
 LAYERS = ["search.errors", "search.files", "search.secrets", "search.process", "search.recipe",
-          "search.cache", "search.runner", "search.tuning", "search.report", "search.jobs",
+          "search.cache", "search.runner", "search.tuning", "search.report", "search.options",
+          "search.jobs",
           "search.bench", "search.cli"]
 
 

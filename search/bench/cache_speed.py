@@ -18,7 +18,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from search.jobs import RunOptions, SearchOptions, run_search
+from search.jobs import run_search
+from search.options import RunOptions, SearchOptions
 from search.recipe.config import SEED_CONFIG, TrainConfig
 
 

@@ -17,7 +17,8 @@ import pandas as pd
 
 from search.errors import UserError
 from search.files import save_figure, write_atomic
-from search.jobs import SearchOptions, run_search
+from search.jobs import run_search
+from search.options import SearchOptions
 
 SETTINGS = {"optuna": {"backend": "optuna", "sampler": "tpe", "pruner": "median"},
             "keras_tuner": {"backend": "keras-tuner", "tuner": "hyperband"}}

@@ -22,7 +22,8 @@ import pandas as pd
 
 from search.errors import SearchFailed, UserError
 from search.files import save_figure, write_atomic, write_json
-from search.jobs import SearchOptions, load_data, run_search
+from search.jobs import load_data, run_search
+from search.options import SearchOptions
 from search.tuning.space import SPACES_DIR
 
 

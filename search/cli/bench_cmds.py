@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from search.cli.flags import add_data_flags
-from search.jobs import RunOptions, SearchOptions
+from search.options import RunOptions, SearchOptions
 
 
 def add_parsers(sub) -> None:

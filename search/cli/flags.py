@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.jobs import RunOptions, SearchOptions
+from search.options import RunOptions, SearchOptions
 from search.tuning.storage import DEFAULT_STUDY
 
 

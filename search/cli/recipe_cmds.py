@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from search.cli.flags import add_data_flags, add_study_flags
-from search.jobs import RunOptions
+from search.options import RunOptions
 from search.recipe.config import SEED_CONFIG, TrainConfig
 
 

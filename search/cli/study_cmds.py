@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from search.cli.flags import add_data_flags, add_retrain_flags, add_study_flags
-from search.jobs import SearchOptions
+from search.options import SearchOptions
 from search.tuning.study import PRUNERS, SAMPLERS
 
 

@@ -1,6 +1,7 @@
 """The recipe: one training run as a function of one frozen config. Imports no search backend.
 
     config.py     TrainConfig, the one frozen dataclass that reaches training
+    batches.py    CIFAR-10's python batch files, through an unpickler of their real layout only
     data.py       the three CIFAR-10 sources, the seeded stratified split
     synthetic.py  tiny CIFAR-shaped data with signal, for tests and benchmarks
     schedule.py   plan(config, budget) -> [StagePlan]: the staged schedule as pure functions
