@@ -153,6 +153,7 @@ def test_a_study_without_an_identity_is_refused_unless_adopted_and_then_bound(tm
     identity, once stayed unbound for good and accepted any data; now it is refused with the
     way to adopt it, and an adopted study checks the next joiner's data like any other."""
     write_tiny_folders(tmp_path / "data")
+    (tmp_path / "res").mkdir()
     optuna.create_study(study_name="outside", storage=default_storage(tmp_path / "res"),
                         direction="maximize")
     argv = ["search", "--trials", "0", "--no-final", "--study-name", "outside", *common(tmp_path)]

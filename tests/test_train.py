@@ -73,14 +73,18 @@ class StageEnds(keras.callbacks.Callback):
 
 
 def test_stage_end_hooks_get_the_best_so_far_after_every_stage_but_the_last(data):
+    from search.cache.features import cached_stages
+    from search.cache.store import FeatureCache
+
     cfg = CFG.replace(unfreeze_depth=10, stage_lrs=(1e-4, 5e-5), finetune_epochs=1)
     hook = StageEnds()
-    res = train(cfg, data, callbacks=[hook], log=lambda *_: None)
+    cached = cached_stages(FeatureCache(None, views=1), 10)  # the hooks, not the live path: fast
+    res = train(cfg, data, callbacks=[hook], log=lambda *_: None, stages=cached)
     best = np.maximum.accumulate([s.best_val_accuracy for s in res.stages])
     assert [s for s, _ in hook.seen] == [0, 1]  # not after the last stage: that is the result
     assert [b for _, b in hook.seen] == best[:2].tolist()
 
     stopper = StageEnds(stop_after=0)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, data, callbacks=[stopper], log=lambda *_: None)
+        train(cfg, data, callbacks=[stopper], log=lambda *_: None, stages=cached)
     assert [s for s, _ in stopper.seen] == [0]

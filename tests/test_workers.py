@@ -238,7 +238,8 @@ def test_jobs_run_distinct_trials_side_by_side_and_each_value_is_reproduced_with
     study = optuna.load_study(study_name="pair", storage=storage)
     trials = study.trials
     assert [t.number for t in trials] == [0, 1, 2, 3]
-    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, [
+        (t.state, t.user_attrs.get("failure")) for t in trials]
     assert sum(bool(t.user_attrs.get("seed_recipe")) for t in trials) == 1
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
     starts = sorted((t.datetime_start, t.datetime_complete) for t in trials)
@@ -248,7 +249,7 @@ def test_jobs_run_distinct_trials_side_by_side_and_each_value_is_reproduced_with
     for t in trials:
         again.enqueue_trial(t.params)
     finish(worker(tmp_path, data_dir, storage, "again", 4, "--jobs", "1", "--sampler", "random",
-                  "--pruner", "none"))
+                  "--pruner", "none", "--adopt"))  # made here, so it records no identity yet
     redo = {tuple(sorted(t.params.items())): t.value
             for t in optuna.load_study(study_name="again", storage=storage).trials}
     assert {tuple(sorted(t.params.items())): t.value for t in trials} == redo

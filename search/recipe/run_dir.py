@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -69,9 +70,15 @@ def save_model(model, path: Path, class_names, export: bool = False) -> None:
     write_json(path.with_name("classes.json"), list(class_names))
 
 
+# pyplot and matplotlib's text parser are not thread-safe: trials run side by side (--jobs, in
+# Optuna's threads) draw their curves one at a time.
+_DRAWING = threading.Lock()
+
+
 def write_history(run_dir: Path, history) -> None:
     write_atomic(run_dir / "history.csv", history.to_csv(index=False))
-    plot_curves(history, run_dir / "curves.png")
+    with _DRAWING:
+        plot_curves(history, run_dir / "curves.png")
 
 
 def plot_curves(history, path: Path, title: str = "Learning curves") -> None:

@@ -3,6 +3,7 @@ heartbeat that lets another worker take over a dead worker's trial, and loading 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def open_storage(url: str, create: bool = True,
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+            return ThreadSafeRDBStorage(url, engine_kwargs=kwargs, **beat)
         except Exception as e:
             # Workers starting together on a fresh database race to create Optuna's tables; the
             # loser sees a duplicate-key error and finds the tables there on the next try.
@@ -74,6 +75,31 @@ def open_storage(url: str, create: bool = True,
                             f"({scrub(_first_line(e), url)}); "
                             "check the --storage URL, that the database server is running and "
                             "reachable, and that its driver is installed.") from None
+
+
+class ThreadSafeRDBStorage(optuna.storages.RDBStorage):
+    """RDBStorage whose trial state changes go one at a time within a process. SQLite has no row
+    locks (`FOR UPDATE` is ignored), so two of Optuna's threads (--jobs) could both see a waiting
+    trial (an enqueued seed recipe, a heartbeat retry) as WAITING and both start it; under this
+    lock the second sees it RUNNING and moves on. (PostgreSQL's row lock does this across
+    processes; two processes on one SQLite file remain a race, as with Optuna alone.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._state_lock = threading.Lock()
+
+    def set_trial_state_values(self, trial_id, state, values=None) -> bool:
+        with self._state_lock:
+            return super().set_trial_state_values(trial_id, state, values)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_state_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._state_lock = threading.Lock()
 
 
 def _first_line(e: Exception) -> str:

@@ -112,8 +112,8 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
                 identity.refuse_unbound(study, url)
             identity.bind(study, mine)
             stored = mine
+        check_compatible(study, space, url)  # the searched params first: they name the space
         identity.check(study, stored, mine, url, pruner)
-        check_compatible(study, space, url)
         _recover(study, heartbeat)
         # A resumed study gets a fresh sampler seed so a seeded sampler does not replay its draws.
         seed = seed + len(study.get_trials(deepcopy=False))
