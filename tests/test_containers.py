@@ -82,14 +82,13 @@ def test_the_compose_commands_run_through_the_entrypoint_against_postgres(tmp_pa
             a = a.replace(URL, PG).replace("/results", str(tmp_path / "results"))
             out.append({"c10": name, "25": "2", "/data": str(data),
                         "/weights/resnet50_notop.weights.h5": "none"}.get(a, a))
-        return [*out, "--space", "tiny", "--train-samples", "100", "--val-samples", "30",
-                "--confirm-top", "1", "--confirm-seeds", "1"]
+        extra = (["--space", "tiny"] if out[0] == "search" else
+                 ["--confirm-top", "1", "--confirm-seeds", "1"])  # the pick: finalize's flags
+        return [*out, *extra, "--train-samples", "100", "--val-samples", "30"]
 
     services = compose()["services"]
     for name_ in ("worker", "worker", "finalize"):
         command = local(services[name_]["command"])
-        if name_ == "worker":
-            command = command[:-4]  # the pick's flags belong to finalize
         out = subprocess.run([str(ROOT / "deploy" / "entrypoint.sh"), *command], env=env,
                              capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, (name_, out.stdout[-2000:], out.stderr[-2000:])

@@ -256,7 +256,10 @@ def test_jobs_run_distinct_trials_side_by_side_and_each_value_is_reproduced_with
 
 
 def running_trial(storage, name, deadline=300):
-    """Wait until a trial of the study is running and has reported an epoch; return it."""
+    """Wait until a trial of the study is running and has reported an epoch; return it. A URL
+    becomes one storage here, so that a poll takes milliseconds, not a new engine's start."""
+    if isinstance(storage, str):
+        storage = optuna.storages.RDBStorage(storage)
     end = time.time() + deadline
     while time.time() < end:
         try:
@@ -295,7 +298,7 @@ def test_a_stopped_worker_under_the_minimum_heartbeat_keeps_its_trial(tmp_path, 
     and ran its trial a second time. The check every worker makes at a trial's start is made here
     at a known moment; the trial completes once the worker goes on. Nothing runs twice."""
     name = f"stop-{uuid.uuid4().hex[:8]}"
-    a = worker(tmp_path, data_dir, pg_url, name, 2, "--heartbeat", "5", "--sampler-seed", "0",
+    a = worker(tmp_path, data_dir, pg_url, name, 4, "--heartbeat", "5", "--sampler-seed", "0",
                "--pruner", "none")
     stalled = running_trial(pg_url, name)
     os.killpg(a.pid, signal.SIGSTOP)
