@@ -5,7 +5,7 @@ import math
 import pytest
 
 from search.recipe.config import TrainConfig
-from search.recipe.schedule import cosine, cosine_step, plan, total_epochs
+from search.recipe.schedule import cosine, cosine_step, plan
 
 SEED = TrainConfig(head_epochs=10, head_lr=1e-3, unfreeze_step=5, unfreeze_depth=20,
                    stage_lrs=(1e-4, 5e-5, 2e-5, 1e-5), finetune_epochs=5, early_stop_patience=3,
@@ -20,7 +20,7 @@ def test_the_seed_recipe_opens_5_10_15_20_layers_at_its_own_rates():
     assert [s.report_end for s in stages] == [True, True, True, True, False]
     assert {(s.early_stop_patience, s.reduce_lr_factor, s.reduce_lr_patience, s.min_lr)
             for s in stages} == {(3, 0.5, 2, 1e-7)}
-    assert total_epochs(stages) == 30
+    assert sum(s.epochs for s in stages) == 30
 
 
 def test_head_only_is_one_stage_that_reports_nothing():
@@ -32,7 +32,7 @@ def test_head_only_is_one_stage_that_reports_nothing():
                                            (30, [10, 5, 5, 5, 5]), (99, [10, 5, 5, 5, 5])])
 def test_a_budget_cuts_the_last_stages_and_keeps_their_planned_cosine(budget, epochs):
     stages = plan(SEED, budget)
-    assert [s.epochs for s in stages] == epochs and total_epochs(stages) == min(budget, 30)
+    assert [s.epochs for s in stages] == epochs and sum(s.epochs for s in stages) == min(budget, 30)
     assert [s.cosine_epochs for s in stages] == [10, 5, 5, 5, 5][:len(epochs)]
     assert [s.report_end for s in stages] == [True, True, True, True, False][:len(epochs)]
 

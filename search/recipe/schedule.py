@@ -64,6 +64,3 @@ def cosine_step(e: int, n: int) -> float:
     so that a ReduceLROnPlateau cut in between persists."""
     return cosine(e, n) / cosine(e - 1, n)
 
-
-def total_epochs(stages: list[StagePlan]) -> int:
-    return sum(s.epochs for s in stages)
