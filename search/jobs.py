@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from search.errors import UserError
-from search.options import OVERRIDES, RunOptions, SearchOptions  # noqa: F401  (the API's names)
+from search.options import RunOptions, SearchOptions  # noqa: F401  (the API's names)
 from search.secrets import safe_url
 
 __all__ = ["RunOptions", "SearchOptions", "SearchOutcome", "run_search", "finalize_study"]
@@ -88,7 +88,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     from search.cache.features import cached_stages
     from search.files import write_json
     from search.report.page import make_report, trials_table
-    from search.runner.pool import make_runner
+    from search.runner.pool import closing_on_interrupt
     from search.tuning.identity import report_unit
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
@@ -121,26 +121,26 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     if cache is not None and cache.directory is None and not opts.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
-    runner = make_runner(data, cache, space.max_depth(), isolate=not opts.no_isolate,
-                         max_runs=opts.worker_trials, log=print if opts.verbose else None,
-                         jobs=jobs)
+    runner = _runner(opts, data, cache, space.max_depth(), jobs)
     if jobs > 1:
         print(f"{jobs} trials side by side, each in its own worker process")
     objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,))
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
-               opts.max_failures, n_jobs=jobs)
-    check_outcome(study, mine)
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = study.best_trial if done else None
-    if best is None:
-        print("no trial completed, so there is no best config to retrain.")
-    else:
-        print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
-    test = None
+    pick = test = None
+    with closing_on_interrupt(runner):  # one set of workers for the trials and the pick
+        mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
+                   opts.max_failures, n_jobs=jobs)
+        check_outcome(study, mine)
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = study.best_trial if done else None
+        if best is None:
+            print("no trial completed, so there is no best config to retrain.")
+        else:
+            print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
+        if not opts.no_final and best is not None:
+            pick = confirm(study, runner, opts)
     if not opts.no_final:
         if best is not None:
-            pick = confirm(study, data, cache, space.max_depth(), opts, jobs)
             test = finalize(study, data, study_dir, opts.retrain_seeds, opts.test_baseline,
                             stages=cached_stages(cache, space.max_depth()), pick=pick)
         print(f"report: {make_report(study, study_dir)}")
@@ -153,7 +153,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
 def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> SearchOutcome:
     from search.cache.features import cached_stages
     from search.errors import SearchFailed
-    from search.runner.pool import closing_on_interrupt, make_runner
+    from search.runner.pool import closing_on_interrupt
     from search.tuning import kt_backend
     from search.tuning.retrain import finalize_config
 
@@ -162,8 +162,7 @@ def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> 
     _write_study_start(study_dir, space, data)
     kt_backend.write_identity(study_dir, space, data_identity(source))
     cache = opts.make_cache()
-    runner = make_runner(data, cache, space.max_depth(), isolate=not opts.no_isolate,
-                         max_runs=opts.worker_trials, log=print if opts.verbose else None)
+    runner = _runner(opts, data, cache, space.max_depth())
     tuner = kt_backend.make_tuner(opts.tuner, space, runner, study_dir, opts.trials,
                                   epoch_budget=opts.epoch_budget, max_failures=opts.max_failures)
     before = {r["number"] for r in kt_backend.records(study_dir)}
@@ -191,11 +190,18 @@ def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> 
                          best and best["number"], best and best["value"], test, time.time() - t0)
 
 
-def confirm(study, data, cache, cache_depth: int, opts: SearchOptions, jobs: int):
-    """The top trials and the seed recipe re-run on further seeds (validation only), and the
-    pick by mean (search.tuning.pick); None when --confirm-top or --confirm-seeds is 0. The pick
-    is printed and kept on the study."""
-    from search.runner.pool import closing_on_interrupt, make_runner
+def _runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int = 1):
+    """The runner these options ask for (search.runner.pool.make_runner)."""
+    from search.runner.pool import make_runner
+
+    return make_runner(data, cache, cache_depth, isolate=not opts.no_isolate,
+                       max_runs=opts.worker_trials, log=print if opts.verbose else None, jobs=jobs)
+
+
+def confirm(study, runner, opts: SearchOptions):
+    """The top trials and the seed recipe re-run on further seeds (validation only) on `runner`,
+    and the pick by mean (search.tuning.pick); None when --confirm-top or --confirm-seeds is 0.
+    The pick is printed and kept on the study."""
     from search.tuning.pick import candidates, choose, rerun
 
     if opts.confirm_top == 0 or opts.confirm_seeds == 0:
@@ -203,9 +209,7 @@ def confirm(study, data, cache, cache_depth: int, opts: SearchOptions, jobs: int
     trials = candidates(study, opts.confirm_top)
     print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
           "(validation only) before the pick")
-    runner = make_runner(data, cache, cache_depth, isolate=not opts.no_isolate, jobs=jobs)
-    with closing_on_interrupt(runner):
-        values = rerun(trials, runner, opts.confirm_seeds)
+    values = rerun(trials, runner, opts.confirm_seeds)
     seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
     pick = choose(values, seed)
     print(pick.line())
@@ -220,6 +224,7 @@ def finalize_study(opts: SearchOptions) -> dict:
     from search.recipe.config import TrainConfig
     from search.recipe.model import check_weights
     from search.report.page import make_report
+    from search.runner.pool import closing_on_interrupt
     from search.tuning.identity import check_data, check_overrides
     from search.tuning.space import STUDY_FIXED
     from search.tuning.storage import open_study
@@ -230,7 +235,7 @@ def finalize_study(opts: SearchOptions) -> dict:
         raise UserError(f"--set {fixed[0]}: the study fixes '{fixed[0]}' ({STUDY_FIXED[fixed[0]]}); "
                         "finalize retrains on the study's own.")
     study = open_study(opts.study_name, opts.storage_url())
-    flags = {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None}
+    flags = opts.flag_overrides()
     check_overrides(study, {k: v for k, v in flags.items() if k != "seed"}, opts.storage_url())
     _, config = best_config(study)
     config = TrainConfig.from_dict({**config.to_dict(), **opts.overrides()}, source="--set")
@@ -239,7 +244,8 @@ def finalize_study(opts: SearchOptions) -> dict:
     check_data(study, data_identity(source))
     depth = int(study.user_attrs.get("cache_depth", config.unfreeze_depth))
     cache = opts.make_cache()
-    pick = confirm(study, data, cache, depth, opts, opts.jobs_to_run())
+    with closing_on_interrupt(_runner(opts, data, cache, depth, opts.jobs_to_run())) as runner:
+        pick = confirm(study, runner, opts)
     out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
                    stages=cached_stages(cache, depth), pick=pick)
     print(f"report: {make_report(study, opts.study_dir)}")

@@ -78,10 +78,13 @@ class RunOptions:
                                 "number, string or list.") from None
         return out
 
+    def flag_overrides(self) -> dict:
+        """Config keys given by their own flags (--weights, --seed ...)."""
+        return {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) is not None}
+
     def overrides(self) -> dict:
         """Config keys given on the command line: the data flags, then --set."""
-        flags = {k: getattr(self, k) for k in OVERRIDES if getattr(self, k) is not None}
-        return {**flags, **self.set_values()}
+        return {**self.flag_overrides(), **self.set_values()}
 
     def make_cache(self):
         """The FeatureCache these options ask for, or None with no_cache."""

@@ -8,6 +8,7 @@ worker gets one (`CUDA_VISIBLE_DEVICES`, memory growth on) and the search proces
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import shutil
@@ -73,13 +74,11 @@ def worker_specs(spec: WorkerSpec, jobs: int, gpus: int | None = None,
     if gpus:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(gpus)]
-        return [WorkerSpec(spec.data, spec.cache_args, spec.cache_depth, spec.threads,
-                           device=ids[i % len(ids)]) for i in range(jobs)]
+        return [dataclasses.replace(spec, device=ids[i % len(ids)]) for i in range(jobs)]
     if jobs == 1:
         return [spec]
     threads = max(1, (cores or usable_cores()) // jobs)
-    return [WorkerSpec(spec.data, spec.cache_args, spec.cache_depth, threads)
-            for _ in range(jobs)]
+    return [dataclasses.replace(spec, threads=threads) for _ in range(jobs)]
 
 
 class RunnerPool:

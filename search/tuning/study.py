@@ -17,7 +17,6 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import SearchFailed, UserError
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
-from search.runner.pool import closing_on_interrupt
 from search.secrets import MASK, safe_url
 from search.tuning import identity
 from search.tuning.optuna_space import all_distributions
@@ -172,8 +171,9 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
         resume_cmd: list[str], epoch_budget: int | None = None,
         max_failures: int = 0, n_jobs: int = 1) -> list[FrozenTrial]:
-    """optimize() with a line per trial and a progress bar; Ctrl-C (or SIGTERM) ends the workers
-    at once, so the running trials fail and every completed one is kept. With epoch_budget, no
+    """optimize() with a line per trial and a progress bar; on Ctrl-C every completed trial is
+    kept and the command that resumes is printed (the caller holds the objective's runner in
+    search.runner.pool.closing_on_interrupt, which ends its workers at once). With epoch_budget, no
     new trial starts once this call's trials trained that many epochs; with max_failures, none
     once that many trials in a row failed; with n_jobs, that many trials run side by side (the
     objective's runner must lend one worker to each). Returns this call's trials."""
@@ -200,10 +200,9 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
 
     t0 = time.time()
     try:
-        with closing_on_interrupt(objective.runner):  # Ctrl-C: the running trials fail now
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                           callbacks=[on_trial], gc_after_trial=True, n_jobs=n_jobs,
-                           show_progress_bar=sys.stderr.isatty())
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                       callbacks=[on_trial], gc_after_trial=True, n_jobs=n_jobs,
+                       show_progress_bar=sys.stderr.isatty())
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         masked = any(MASK in a for a in resume_cmd)
