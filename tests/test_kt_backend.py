@@ -1,6 +1,7 @@
 """The KerasTuner backend (same space file, same training code) and `compare` at an equal budget."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -91,3 +92,45 @@ def test_keras_tuner_resume_on_other_data_is_refused_and_all_failing_trials_exit
     assert main(argv) == 2
     assert "started with another data" in capsys.readouterr().err
     assert (study_dir / "config.yaml").read_text() == config  # nothing overwritten
+
+
+class _StubRunner:
+    """Answers a config with a made-up outcome: KerasTuner's bookkeeping without training."""
+
+    def run(self, config, epoch_budget=None):
+        from search.runner.events import Finished
+        history = {"epoch": [0], "stage": [0], "depth": [0], "loss": [1.0], "accuracy": [0.5],
+                   "val_loss": [1.0], "val_accuracy": [config.dropout]}
+        stages = [{"seconds": 0.1, "epochs": 1, "best_val_accuracy": config.dropout}]
+        return Finished(value=config.dropout, history=history, stages=stages)
+
+
+@pytest.mark.parametrize("kind", ["random", "hyperband"])
+def test_keras_tuners_state_files_are_replaced_whole_never_written_in_place(tmp_path, kind):
+    """A kill mid-write must not leave a truncated oracle.json or trial.json: each is written
+    under a temporary name, then renamed. A hard link to the old file tells the two apart (an
+    in-place write changes both names' content, a rename leaves the other name's alone)."""
+    from search.tuning.kt_backend import make_tuner, search
+
+    space = load_space(TINY)
+
+    def run(trials):
+        tuner = make_tuner(kind, space, _StubRunner(), tmp_path, trials, log=lambda *_: None)
+        assert search(tuner) is None
+        return tuner
+
+    run(2)
+    project = tmp_path / "keras_tuner"
+    state = [project / "oracle.json", project / "trial_0000" / "trial.json",
+             *project.glob("tuner*.json")]
+    assert len(state) == 3 and all(f.is_file() for f in state)
+    before = {}
+    for k, f in enumerate(state):
+        before[f] = f.read_text()
+        os.link(f, tmp_path / f"link{k}")
+    tuner = run(2)
+    assert len(tuner.oracle.trials) == 4  # resumed: two more trials on top of the first two
+    assert (project / "oracle.json").read_text() != before[project / "oracle.json"]
+    for k, f in enumerate(state):
+        assert (tmp_path / f"link{k}").read_text() == before[f], f  # the old file untouched
+    assert not [p for p in project.rglob("*") if ".tmp" in p.name]

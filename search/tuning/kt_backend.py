@@ -12,6 +12,7 @@ in <study dir>/trials/<NNNN>/ as with Optuna, and <study dir>/report/trials.csv 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -111,19 +112,46 @@ class _SearchTuner:
         return {"val_accuracy": outcome.value}
 
 
-class HyperbandSearch(_SearchTuner, kt.Hyperband):
+def _save_state(obj, fname: str) -> None:
+    """A KerasTuner object's state written whole: a temporary name, then a rename (KerasTuner's
+    own `Stateful.save` writes in place, so a kill mid-write left a truncated file that no
+    resume could read)."""
+    write_atomic(Path(fname), json.dumps(obj.get_state()))
+
+
+class _AtomicOracle:
+    """KerasTuner's oracle, its state and its trials' files written atomically."""
+
+    def save(self):
+        _save_state(self, self._get_oracle_fname())
+
+    def _save_trial(self, trial):  # the oracle's hook for a trial's file (oracle.py)
+        _save_state(trial, os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"))
+
+
+class HyperbandOracle(_AtomicOracle, kt.oracles.HyperbandOracle):
     pass
 
 
-class BayesianSearch(_SearchTuner, kt.BayesianOptimization):
+class BayesianOracle(_AtomicOracle, kt.oracles.BayesianOptimizationOracle):
     pass
 
 
-class RandomSearch(_SearchTuner, kt.RandomSearch):
+class RandomOracle(_AtomicOracle, kt.oracles.RandomSearchOracle):
     pass
 
 
-TUNER_CLASSES = {"hyperband": HyperbandSearch, "bayesian": BayesianSearch, "random": RandomSearch}
+class SearchTuner(_SearchTuner, kt.Tuner):
+    """One tuner class for the three oracles: run_trial is ours, so KerasTuner's per-tuner
+    classes (which differ only in their oracle and, for Hyperband, in how they build and
+    resume a Keras model) add nothing."""
+
+    def save(self):
+        self.oracle.save()
+        _save_state(self, self._get_tuner_fname())
+
+
+ORACLES = {"hyperband": HyperbandOracle, "bayesian": BayesianOracle, "random": RandomOracle}
 
 
 def make_tuner(kind: str, space: Space, runner, study_dir: Path, new_trials: int,
@@ -132,15 +160,15 @@ def make_tuner(kind: str, space: Space, runner, study_dir: Path, new_trials: int
     once `epoch_budget` epochs are trained) when its `search()` is called through `search`."""
     kwargs = dict(objective=kt.Objective("val_accuracy", "max"),
                   hyperparameters=hyperparameters(space), tune_new_entries=False,
-                  seed=space.base.seed, directory=str(study_dir), project_name="keras_tuner",
-                  overwrite=False, max_consecutive_failed_trials=max_failures or 10**9)
+                  seed=space.base.seed, max_consecutive_failed_trials=max_failures or 10**9)
     if kind == "hyperband":
         kwargs.update(max_epochs=space.max_epochs(), factor=3)
     else:  # no total: this call's count is new_trials (pre_create_trial), however many ran before
         kwargs["max_trials"] = None
-    return TUNER_CLASSES[kind](space=space, runner=runner, study_dir=study_dir,
-                               new_trials=new_trials, epoch_budget=epoch_budget, log=log,
-                               **kwargs)
+    return SearchTuner(oracle=ORACLES[kind](**kwargs), space=space, runner=runner,
+                       study_dir=study_dir, new_trials=new_trials, epoch_budget=epoch_budget,
+                       log=log, directory=str(study_dir), project_name="keras_tuner",
+                       overwrite=False)
 
 
 def search(tuner) -> str | None:
