@@ -174,3 +174,14 @@ def test_a_confusion_matrix_of_thousands_of_classes_is_not_drawn(tmp_path):
     with pytest.raises(plots.Absent, match="2000 classes"):
         plots.confusion_matrix(np.zeros((2000, 2000), int), [str(i) for i in range(2000)],
                                tmp_path, 0.5)
+
+
+def test_the_trials_table_of_a_study_whose_only_trial_waits_has_no_seconds():
+    """A new study run with --trials 0 holds only the enqueued seed trial, with no duration:
+    its table once raised in pandas' .dt accessor."""
+    from search.report.page import trials_table
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    table = trials_table(study)
+    assert list(table["state"]) == ["WAITING"] and table["seconds"].isna().all()

@@ -322,3 +322,40 @@ def test_a_stopped_worker_under_the_minimum_heartbeat_keeps_its_trial(tmp_path, 
     study = optuna.load_study(study_name=name, storage=pg_url)
     assert next(t for t in study.trials if t.number == stalled.number).state == TrialState.COMPLETE
     assert not [t for t in study.trials if t.state == TrialState.FAIL]
+
+
+def _read_until(p, text, timeout=120):
+    """The worker's output up to the first line holding `text` (the worker keeps running)."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    p.kill()
+    raise AssertionError(f"no line with {text!r} in: {''.join(seen)[-3000:]}")
+
+
+def test_joiners_that_arrive_before_the_creator_records_the_identity_wait_and_check_it(
+        tmp_path, data_dir, pg_url):
+    """Two workers join bare studies (created, identity not yet written: a creator's window),
+    wait, and act on the identity written while they wait: one written by a real search on the
+    same data is joined, one naming other data is refused. Nothing runs on the refused one."""
+    ref, good, bad = (f"{k}-{uuid.uuid4().hex[:8]}" for k in ("ref", "good", "bad"))
+    finish(worker(tmp_path, data_dir, pg_url, ref, 0))  # a real creator's identity
+    real = optuna.load_study(study_name=ref, storage=pg_url).user_attrs["identity"]
+    foreign = {**real, "data": {"source": "/elsewhere", "fingerprint": "f" * 64}}
+    for name in (good, bad):
+        optuna.create_study(study_name=name, storage=pg_url, direction="maximize")
+    joiners = {name: worker(tmp_path, data_dir, pg_url, name, 1) for name in (good, bad)}
+    for name, ident in ((good, real), (bad, foreign)):
+        _read_until(joiners[name], "creator to record its identity")
+        optuna.load_study(study_name=name, storage=pg_url).set_user_attr("identity", ident)
+    out = finish(joiners[good])
+    assert len(optuna.load_study(study_name=good, storage=pg_url).trials) == 1, out[-2000:]
+    out, _ = joiners[bad].communicate(timeout=300)
+    assert joiners[bad].returncode == 2, out[-2000:]
+    assert "/elsewhere" in out and "--data-dir" in out
+    assert optuna.load_study(study_name=bad, storage=pg_url).trials == []

@@ -48,7 +48,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             df[f"stage_{k}_{short}"] = spread.apply(lambda v, k=k: v[k] if k < len(v) else np.nan)
         df = df.drop(columns=col)
     if "duration" in df:
-        df["duration"] = df["duration"].dt.total_seconds().round(1)
+        df["duration"] = pd.to_timedelta(df["duration"]).dt.total_seconds().round(1)
         df = df.rename(columns={"duration": "seconds"})
     return df
 

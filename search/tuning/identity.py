@@ -49,14 +49,18 @@ def bind(study: optuna.Study, identity: dict) -> None:
     study.set_user_attr(KEY, identity)  # one storage call: a reader sees all of it or none
 
 
-def wait(study: optuna.Study, seconds: float) -> dict | None:
-    """The identity, waiting up to `seconds` for a creator that has not written it yet."""
+def wait(study: optuna.Study, seconds: float, log=print) -> dict | None:
+    """The identity, waiting up to `seconds` for a creator that has not written it yet (and
+    saying so once, so that a joiner's pause has a reason on the screen)."""
     deadline = time.monotonic() + seconds
-    while True:
-        found = read(study)
-        if found is not None or time.monotonic() >= deadline:
-            return found
+    found = read(study)
+    if found is None and seconds > 0:
+        log(f"waiting up to {seconds:.0f} s for study '{study.study_name}''s creator to record "
+            "its identity", flush=True)
+    while found is None and time.monotonic() < deadline:
         time.sleep(0.2)
+        found = read(study)
+    return found
 
 
 def refuse_unbound(study: optuna.Study, url: str) -> None:
