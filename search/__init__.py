@@ -7,6 +7,7 @@ Layers, each importing only those before it (tests/test_layout.py enforces it):
   runner/   one run as typed events, in this process, a worker process, or N side by side
   tuning/   spaces, the Optuna and KerasTuner adapters, storage, study loop, retrain
   report/   the study's report: index.html, figures, trials.csv, artifacts
+  tracking/ what a search tells MLflow, TensorBoard and a user's callbacks
   options.py  every command's options, checked before any write
   jobs.py   the end-to-end jobs (search, finalize) as typed functions
   bench/    benchmarks that return their figures as values
@@ -23,7 +24,7 @@ The Python API (imported on first use, so `import search` stays light):
 _API = {"run_search": "search.jobs", "finalize_study": "search.jobs", "SearchOptions": "search.options",
         "RunOptions": "search.options", "SearchOutcome": "search.jobs", "train": "search.recipe.train",
         "TrainConfig": "search.recipe.config", "load_space": "search.tuning.space",
-        "configure": "search.process"}
+        "configure": "search.process", "SearchCallback": "search.tracking.base"}
 __all__ = sorted(_API)
 
 

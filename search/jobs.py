@@ -63,8 +63,33 @@ def _write_study_start(study_dir: Path, space, data) -> None:
     write_atomic(study_dir / "space.yaml", space.path.read_text())
 
 
-def run_search(opts: SearchOptions) -> SearchOutcome:
-    """Run (or resume) the search, then unless no_final retrain, test and report its best."""
+def _info(opts: SearchOptions, study, space_file: str, base_config: dict, url: str):
+    from search.tracking.callbacks import SearchInfo, run_tags
+
+    return SearchInfo(study.study_name, safe_url(url), str(opts.study_dir), opts.sampler,
+                      opts.pruner, space_file, base_config, opts.command(), run_tags())
+
+
+def _final_files(study_dir: Path) -> dict:
+    from search.tuning.records import FINAL_FILES, final_dir
+
+    folder = final_dir(study_dir)
+    return {name: folder / name for name in FINAL_FILES if (folder / name).is_file()}
+
+
+def _watchers(opts: SearchOptions, callbacks, url: str):
+    """--track's trackers (each checked now, before any write) and the caller's callbacks."""
+    from search.tracking.callbacks import Callbacks, open_trackers
+
+    return Callbacks([*open_trackers(opts.track), *callbacks], secrets=(url,))
+
+
+def run_search(opts: SearchOptions, callbacks=()) -> SearchOutcome:
+    """Run (or resume) the search, then unless no_final retrain, test and report its best.
+
+    callbacks: search.tracking.SearchCallback objects (told of the search's start, each trial's
+    start, epochs and end, and the final test), or Optuna callbacks (functions of study and
+    frozen trial, called as each trial ends); both run in this process."""
     from search.recipe.model import check_weights
     from search.tuning.space import load_space
 
@@ -78,11 +103,19 @@ def run_search(opts: SearchOptions) -> SearchOutcome:
     check_weights(space.base.weights)
     source, data = load_data(opts, space.base)
     if opts.backend == "keras-tuner":
+        if opts.track or callbacks:
+            raise UserError("--track and callbacks follow Optuna trials; drop them with "
+                            "--backend keras-tuner, or search with the Optuna backend.")
         return _search_keras_tuner(opts, space, source, data, t0)
-    return _search_optuna(opts, space, source, data, t0)
+    watch = _watchers(opts, callbacks, opts.storage_url())
+    try:
+        return _search_optuna(opts, space, source, data, t0, watch)
+    finally:
+        watch.close()
 
 
-def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> SearchOutcome:
+def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
+                   watch) -> SearchOutcome:
     from optuna.trial import TrialState
 
     from search.cache.features import cached_stages
@@ -118,18 +151,20 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
     print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test images")
     print(dashboard_hint(url, study_dir))
+    watch.search_started(_info(opts, study, str(space.path), space.base.to_dict(), url))
     if cache is not None and cache.directory is None and not opts.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
     runner = _runner(opts, data, cache, space.max_depth(), jobs)
     if jobs > 1:
         print(f"{jobs} trials side by side, each in its own worker process")
-    objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,))
+    objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,),
+                          watch=watch)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     pick = test = None
     with closing_on_interrupt(runner):  # one set of workers for the trials and the pick
         mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
-                   opts.max_failures, n_jobs=jobs)
+                   opts.max_failures, n_jobs=jobs, callbacks=[watch.trial_finished])
         check_outcome(study, mine)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = study.best_trial if done else None
@@ -143,6 +178,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float) -> Searc
         if best is not None:
             test = finalize(study, data, study_dir, opts.retrain_seeds, opts.test_baseline,
                             stages=cached_stages(cache, space.max_depth()), pick=pick)
+            watch.search_finalized(test, _final_files(study_dir))
         print(f"report: {make_report(study, study_dir)}")
     print(f"outputs: {study_dir}")
     print(dashboard_hint(url, study_dir))
@@ -217,15 +253,17 @@ def confirm(study, runner, opts: SearchOptions):
     return pick
 
 
-def finalize_study(opts: SearchOptions) -> dict:
+def finalize_study(opts: SearchOptions, callbacks=()) -> dict:
     """Retrain and test the best trial's config, then write the report: the one process that
-    does this after workers ran with --no-final."""
+    does this after workers ran with --no-final. callbacks: as run_search's (search_started and
+    search_finalized are called)."""
     from search.cache.features import cached_stages
     from search.recipe.config import TrainConfig
     from search.recipe.model import check_weights
     from search.report.page import make_report
     from search.runner.pool import closing_on_interrupt
     from search.tuning.identity import check_data, check_overrides
+    from search.tuning.identity import read as read_identity
     from search.tuning.space import STUDY_FIXED
     from search.tuning.storage import open_study
     from search.tuning.study import best_config, finalize
@@ -244,9 +282,17 @@ def finalize_study(opts: SearchOptions) -> dict:
     check_data(study, data_identity(source))
     depth = int(study.user_attrs.get("cache_depth", config.unfreeze_depth))
     cache = opts.make_cache()
-    with closing_on_interrupt(_runner(opts, data, cache, depth, opts.jobs_to_run())) as runner:
-        pick = confirm(study, runner, opts)
-    out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
-                   stages=cached_stages(cache, depth), pick=pick)
+    watch = _watchers(opts, callbacks, opts.storage_url())
+    try:
+        ident = read_identity(study) or {}
+        watch.search_started(_info(opts, study, str(ident.get("space_file")),
+                                   ident.get("base_config") or {}, opts.storage_url()))
+        with closing_on_interrupt(_runner(opts, data, cache, depth, opts.jobs_to_run())) as runner:
+            pick = confirm(study, runner, opts)
+        out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
+                       stages=cached_stages(cache, depth), pick=pick)
+        watch.search_finalized(out, _final_files(opts.study_dir))
+    finally:
+        watch.close()
     print(f"report: {make_report(study, opts.study_dir)}")
     return out

@@ -122,9 +122,14 @@ class SearchOptions(RunOptions):
     worker_trials: int | None = None
     study_name: str = DEFAULT_STUDY
     storage: str | None = None
+    track: tuple[str, ...] = ()  # --track mlflow=URI / tensorboard=DIR (search.tracking)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from search.tracking.callbacks import parse_track
+
+        object.__setattr__(self, "track", tuple(self.track or ()))
+        parse_track(self.track)  # a malformed --track fails here
         if self.max_failures < 0:
             raise UserError("--max-failures must be 0 (never stop) or more.")
         if (self.trials < 0 or self.retrain_seeds < 1
@@ -154,6 +159,8 @@ class SearchOptions(RunOptions):
                             "'_' and '-' only (it names a folder under --results-dir).")
 
     def command(self) -> list[str]:
+        from search.tracking.callbacks import masked_spec
+
         """The command line that runs this search again (resuming it), built from these options,
         not from sys.argv: right whoever called run_search (the CLI, bench, compare, a test). A
         storage password is masked."""
@@ -168,6 +175,9 @@ class SearchOptions(RunOptions):
             elif f.name == "sets":
                 for item in value:
                     argv += ["--set", item]
+            elif f.name == "track":
+                for item in value:
+                    argv += ["--track", masked_spec(item)]
             else:
                 argv += [flag, safe_url(value) if f.name == "storage" else str(value)]
         return argv

@@ -70,3 +70,10 @@ def add_retrain_flags(p: argparse.ArgumentParser) -> None:
                    help="also retrain and test the seed recipe (trial 0) on the same seeds, to "
                    "show the gain over it on the test set (default on; it costs one seed-recipe "
                    "training per retrain seed)")
+
+
+def add_track_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--track", action="append", default=[], metavar="KIND=TARGET",
+                   help="also log the search to mlflow=URI (a tracking server or store: the study "
+                   "as a parent run, each trial a child run) or tensorboard=DIR (a run per trial "
+                   "with its HParams); repeatable")

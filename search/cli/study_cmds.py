@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.cli.flags import add_data_flags, add_retrain_flags, add_study_flags
+from search.cli.flags import add_data_flags, add_retrain_flags, add_study_flags, add_track_flag
 from search.options import SearchOptions
 from search.tuning.study import PRUNERS, SAMPLERS
 
@@ -52,6 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-final", action="store_true",
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     add_retrain_flags(p)
+    add_track_flag(p)
     p.add_argument("--verbose", action="store_true", help="print each stage of each trial")
     p.add_argument("--no-isolate", action="store_true",
                    help="train trials inside this process instead of a worker process; "
@@ -66,6 +67,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("finalize", help="retrain and test the best trial's config and write the "
                        "report (after workers ran with --no-final)")
     add_retrain_flags(p)
+    add_track_flag(p)
     add_study_flags(p, results=False)
     add_data_flags(p)
 

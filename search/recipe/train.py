@@ -234,9 +234,10 @@ def fit_plan(network: Network, stages: list[StagePlan], stage_fit: Callable[[int
     """Run a plan on `network`; returns (history rows, stage records, KeepBest), the network
     left holding the best epoch's weights. y_train/y_val: the (smoothed) targets.
 
-    A callback with an `on_stage_end(stage, best_val_accuracy)` method is also told when each
-    stage that reports its end ends, with the best validation accuracy so far (a stage-aware
-    pruner's step); it may raise to stop training."""
+    A callback with an `on_stage_begin(stage, depth)` method is told when each stage begins; one
+    with an `on_stage_end(stage, best_val_accuracy)` method when each stage that reports its end
+    ends, with the best validation accuracy so far (a stage-aware pruner's step); it may raise to
+    stop training."""
     keep = KeepBest(network.movable(max(s.depth for s in stages)))
     records: list[StageRecord] = []
     rows: list[dict] = []
@@ -247,6 +248,9 @@ def fit_plan(network: Network, stages: list[StagePlan], stage_fit: Callable[[int
         start_stage(fit.model, network, p.depth, p.lr)
         own, stop = stage_callbacks(p, epoch)
         cbs = [*([Sync(fit.sync)] if fit.sync else []), *own, keep, *callbacks]
+        for cb in callbacks:
+            if hasattr(cb, "on_stage_begin"):
+                cb.on_stage_begin(p.index, p.depth)
         stream = training_stream(fit.train_views, y_train, batch_size, seed, epoch, p.epochs)
         h = fit.model.fit(stream, steps_per_epoch=math.ceil(len(y_train) / batch_size),
                           epochs=epoch + p.epochs, initial_epoch=epoch,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 class EpochEnd:
     epoch: int  # global epoch index, across stages
     logs: dict[str, float]
+    stage: int = 0  # the stage this epoch belongs to
+    depth: int = 0  # base layers open in it
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,15 @@ class EventReporter(keras.callbacks.Callback):
     def __init__(self, listen: Listener):
         super().__init__()
         self.listen, self.epochs = listen, 0
+        self.stage = self.depth = 0
+
+    def on_stage_begin(self, stage, depth):
+        self.stage, self.depth = stage, depth
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs += 1
-        if self.listen(EpochEnd(epoch, {k: float(v) for k, v in (logs or {}).items()})):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if self.listen(EpochEnd(epoch, logs, self.stage, self.depth)):
             raise StopRequested(f"at epoch {epoch}")
 
     def on_stage_end(self, stage, best):

@@ -52,21 +52,27 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
         print(f"  (note not saved: {type(e).__name__}: {e})")
 class Objective:
     def __init__(self, space: Space, runner, study_dir: Path, argv: list[str] | None = None,
-                 report: str = "epoch", secrets: tuple[str, ...] = ()):
+                 report: str = "epoch", secrets: tuple[str, ...] = (), watch=None):
         """runner: what trains (search.runner: a TrialRunner in this process or a WorkerRunner).
         report: what the pruner sees, "epoch" (val accuracy at every epoch, step = global
-        epoch) or "stage" (best val accuracy at every stage end, step = stage index)."""
+        epoch) or "stage" (best val accuracy at every stage end, step = stage index).
+        watch: told of each trial's start and epochs (search.tracking.SearchCallback's
+        trial_started and epoch_ended), or None."""
         if report not in ("epoch", "stage"):
             raise ValueError(f"report must be 'epoch' or 'stage', not {report!r}")
         self.space, self.runner, self.study_dir = space, runner, Path(study_dir)
         self.argv, self.report = argv, report
         self.secrets = secrets  # storage URLs whose passwords no note or attribute may hold
+        self.watch = watch
 
     def listener(self, trial: optuna.Trial, rows: list[dict]):
         """The one pruning path: every event of the run, in this process or from a worker."""
         def listen(event) -> bool:
             if isinstance(event, EpochEnd):
-                rows.append({"epoch": event.epoch, **event.logs})
+                rows.append({"epoch": event.epoch, "stage": event.stage, "depth": event.depth,
+                             **event.logs})
+                if self.watch is not None:
+                    self.watch.epoch_ended(trial.number, event)
                 if self.report != "epoch":
                     return False
                 if MONITOR in event.logs and math.isfinite(event.logs[MONITOR]):
@@ -86,6 +92,8 @@ class Objective:
         write_start(run_dir, config, self.argv)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
+        if self.watch is not None:
+            self.watch.trial_started(trial.number, values)
         rows: list[dict] = []
         try:
             outcome = self.runner.run(config, self.listener(trial, rows))
@@ -101,6 +109,7 @@ class Objective:
             note(trial, f"**pruned: diverged**: {outcome.message}", epochs=len(rows))
             raise optuna.TrialPruned(f"diverged: {outcome.message}")
         if isinstance(outcome, Stopped):
+            trial.set_user_attr("pruned", f"by the pruner {outcome.at}")
             self._record_partial(trial, rows, run_dir)
             note(trial, f"**pruned** by the pruner ({outcome.at}): its val accuracy was behind "
                  f"earlier trials at the same {self.report}", epochs=len(rows))
@@ -136,5 +145,5 @@ class Objective:
     @staticmethod
     def _record_partial(trial: optuna.Trial, rows: list[dict], run_dir: Path) -> None:
         trial.set_user_attr("epochs", len(rows))
-        if rows:  # no stage columns yet, so a table without the curves plot
+        if rows:
             write_atomic(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))

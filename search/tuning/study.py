@@ -170,13 +170,14 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
 
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
         resume_cmd: list[str], epoch_budget: int | None = None,
-        max_failures: int = 0, n_jobs: int = 1) -> list[FrozenTrial]:
+        max_failures: int = 0, n_jobs: int = 1, callbacks=()) -> list[FrozenTrial]:
     """optimize() with a line per trial and a progress bar; on Ctrl-C every completed trial is
     kept and the command that resumes is printed (the caller holds the objective's runner in
     search.runner.pool.closing_on_interrupt, which ends its workers at once). With epoch_budget, no
     new trial starts once this call's trials trained that many epochs; with max_failures, none
     once that many trials in a row failed; with n_jobs, that many trials run side by side (the
-    objective's runner must lend one worker to each). Returns this call's trials."""
+    objective's runner must lend one worker to each); `callbacks` are Optuna's, called after
+    the line is printed. Returns this call's trials."""
     from tqdm import tqdm
 
     used, streak, mine = [0], [0], []
@@ -201,7 +202,7 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     t0 = time.time()
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                       callbacks=[on_trial], gc_after_trial=True, n_jobs=n_jobs,
+                       callbacks=[on_trial, *callbacks], gc_after_trial=True, n_jobs=n_jobs,
                        show_progress_bar=sys.stderr.isatty())
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
