@@ -328,20 +328,23 @@ def test_stage_pruning_acts_at_stage_ends_alike_in_a_worker_and_in_process(tmp_p
     states = [t.state for t in trials]
     assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 2
     for t in trials:
-        steps = sorted(t.intermediate_values)
+        ends = {int(k): v for k, v in t.user_attrs["stage_ends"].items()}
+        steps = sorted(ends)
+        # every epoch's val accuracy is reported (the dashboard's curve), step = global epoch
+        assert sorted(t.intermediate_values) == list(range(t.user_attrs["epochs"]))
         if t.state == TrialState.COMPLETE:
             n = t.params["unfreeze_stages"]
             assert steps == list(range(n))  # every stage end but the last
             best = np.maximum.accumulate(t.user_attrs["stage_best_val"]).tolist()
-            assert [t.intermediate_values[s] for s in steps] == best[:n]
-            assert t.value == best[-1]
+            assert [ends[s] for s in steps] == best[:n]
+            assert t.value == best[-1] == max(t.intermediate_values.values())
         else:  # pruned where successive halving says: at stage 1 or 2, not in the top half of
             # the trials that had reached that stage end by then (pruned ones included)
             assert t.state == TrialState.PRUNED and steps[-1] in (1, 2)
             s = steps[-1]
-            rung = sorted((u.intermediate_values[s] for u in trials[:t.number + 1]
-                           if s in u.intermediate_values), reverse=True)
-            assert t.intermediate_values[s] < rung[max(len(rung) // 2 - 1, 0)]
+            rung = sorted((u.user_attrs["stage_ends"][str(s)] for u in trials[:t.number + 1]
+                           if str(s) in u.user_attrs["stage_ends"]), reverse=True)
+            assert ends[s] < rung[max(len(rung) // 2 - 1, 0)]
 
 
 @pytest.mark.slow
@@ -472,3 +475,95 @@ def test_resumes_draw_their_own_sampler_seeds_unless_pinned(tmp_path):
             drawn.add(trial.params["head_lr"])
             st.tell(trial, state=TrialState.FAIL)
         assert len(drawn) == distinct, (pinned, drawn)
+
+
+@pytest.mark.parametrize("rule", ["halving", "median"])
+def test_the_stage_end_pruner_decides_as_optuna_s_pruner_on_stage_steps(rule):
+    """The stage pruners read stage ends from an attribute (the intermediate values are per
+    epoch); fed the same stage-end values, they prune exactly where Optuna's SuccessiveHalving
+    and Median pruners, reporting stage ends as steps, do (40 trials of up to 6 stage ends,
+    each decision changing what later trials compete with)."""
+    from search.tuning.pruning import STAGE_ENDS, StageEndPruner
+
+    ours = StageEndPruner(rule, reduction_factor=2, n_startup_trials=4, first_stage=1)
+    theirs = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+              if rule == "halving" else optuna.pruners.MedianPruner(n_startup_trials=4,
+                                                                     n_warmup_steps=1))
+    a = optuna.create_study(direction="maximize", pruner=ours)
+    b = optuna.create_study(direction="maximize", pruner=theirs)
+    rng = np.random.default_rng(3)
+    decisions = {"ours": [], "theirs": []}
+    for _ in range(40):
+        values = np.maximum.accumulate(rng.uniform(0, 1, rng.integers(1, 7))).round(2)
+        values[rng.random(len(values)) < 0.05] = np.nan  # now and then a NaN stage end
+        ta, tb = a.ask(), b.ask()
+        ta.set_user_attr(STAGE_ENDS, {})
+        ends, stopped = {}, {"ours": None, "theirs": None}
+        for s, v in enumerate(values):
+            ta.report(float(v), step=10 * s)  # per-epoch values: not what ours reads
+            ends[str(s)] = float(v)
+            ta.set_user_attr(STAGE_ENDS, dict(ends))
+            if stopped["ours"] is None and ta.should_prune():
+                stopped["ours"] = s
+            tb.report(float(v), step=s)
+            if stopped["theirs"] is None and tb.should_prune():
+                stopped["theirs"] = s
+            if stopped["ours"] is not None or stopped["theirs"] is not None:
+                break
+        for key, t, study in (("ours", ta, a), ("theirs", tb, b)):
+            decisions[key].append(stopped[key])
+            last = float(values[-1])
+            study.tell(t, state=optuna.trial.TrialState.PRUNED) if stopped[key] is not None \
+                else study.tell(t, last if last == last else 0.0)
+    assert decisions["ours"] == decisions["theirs"]
+    assert sum(d is not None for d in decisions["ours"]) >= 5  # it did prune
+
+
+def _dashboard_get(storage_url: str, path: str):
+    import optuna_dashboard
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(storage_url), handler_class=Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}{path}"
+        return json.loads(urllib.request.urlopen(url, timeout=30).read())
+    finally:
+        srv.shutdown()
+
+
+@pytest.mark.slow
+def test_the_dashboard_shows_a_running_trial_s_curve_under_the_stage_pruner(tmp_path):
+    """The default (stage) pruner once reported only stage ends, so a running trial had no
+    curve: now every epoch's val accuracy is an intermediate value, and the objective is named."""
+    write_tiny_folders(tmp_path / "data")
+    cmd = [sys.executable, "run_search.py", "search", "--trials", "1", "--no-final", "--no-cache",
+           "--set", "head_epochs=40", *common(tmp_path)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    try:
+        seen = []  # read the storage only once the search made it (a reader that opens a
+        while not any("new study" in line for line in seen):  # missing SQLite file makes one)
+            seen.append(p.stdout.readline())
+            assert seen[-1], "".join(seen)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            trials = load(tmp_path).get_trials(states=(TrialState.RUNNING,))
+            if trials and len(trials[0].intermediate_values) >= 2:
+                break
+        else:
+            pytest.fail("no running trial reported two epochs")
+        study_id = load(tmp_path)._study_id
+        body = _dashboard_get(default_storage(tmp_path / "res"), f"/api/studies/{study_id}")
+    finally:
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(60)
+    running = [t for t in body["trials"] if t["state"] == "Running"]
+    assert len(running) == 1 and len(running[0]["intermediate_values"]) >= 2
+    steps = [v["step"] for v in running[0]["intermediate_values"]]
+    assert steps == list(range(len(steps)))  # per epoch
+    assert body["objective_names"] == ["val_accuracy"]

@@ -37,7 +37,9 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial; list-valued per-stage attrs spread into stage_<k>_<name> columns."""
     df = study.trials_dataframe(attrs=("number", "value", "state", "datetime_start",
                                        "datetime_complete", "duration", "params", "user_attrs"))
-    df = df.drop(columns=[c for c in ("user_attrs_config",) if c in df])
+    if study.metric_names:  # the value column is then named after the metric
+        df = df.rename(columns={f"value_{study.metric_names[0]}": "value"})
+    df = df.drop(columns=[c for c in ("user_attrs_config", "user_attrs_stage_ends") if c in df])
     for attr in STAGE_ATTRS:
         col = f"user_attrs_{attr}"
         if col not in df:

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from search.files import save_figure
 from search.tuning import identity
+from search.tuning.pruning import STAGE_ENDS
 
 DPI = 100
 SIZES = {  # inches; pixels = inches * DPI
@@ -177,7 +178,8 @@ def slice_plot(study, out: Path, most: int = 6) -> Path:
 def intermediate_values(study, out: Path) -> Path:
     if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         raise Absent("no trial reported a per-epoch value yet.")
-    per_stage = (identity.read(study) or {}).get("pruning_step") == "stage"
+    per_stage = ((identity.read(study) or {}).get("pruning_step") == "stage"  # before 2026-11-30
+                 and not any(STAGE_ENDS in t.user_attrs for t in study.get_trials(deepcopy=False)))
 
     def draw():
         ax = ovm.plot_intermediate_values(study)
@@ -188,7 +190,7 @@ def intermediate_values(study, out: Path) -> Path:
             ax.get_legend().remove()  # one entry per trial: unreadable, and clipped
         return ax
 
-    return _optuna_plot("intermediate_values", out, "What the pruner saw of every trial, "
+    return _optuna_plot("intermediate_values", out, "Every trial's val accuracy "
                         f"{'at each stage end' if per_stage else 'per epoch'} (pruned trials stop "
                         "early)", draw)
 

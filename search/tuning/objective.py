@@ -24,6 +24,7 @@ from search.recipe.run_dir import write_history, write_start
 from search.runner.events import Diverged, EpochEnd, StageEnd, Stopped
 from search.secrets import scrub
 from search.tuning.optuna_space import suggest
+from search.tuning.pruning import STAGE_ENDS
 from search.tuning.records import artifact_dir, stage_attrs, trial_dir
 from search.tuning.space import Space
 
@@ -54,8 +55,8 @@ class Objective:
     def __init__(self, space: Space, runner, study_dir: Path, argv: list[str] | None = None,
                  report: str = "epoch", secrets: tuple[str, ...] = (), watch=None):
         """runner: what trains (search.runner: a TrialRunner in this process or a WorkerRunner).
-        report: what the pruner sees, "epoch" (val accuracy at every epoch, step = global
-        epoch) or "stage" (best val accuracy at every stage end, step = stage index).
+        report: when the pruner is asked, "epoch" (at every epoch) or "stage" (at every stage
+        end, search.tuning.pruning); either way every epoch's val accuracy is reported.
         watch: told of each trial's start and epochs (search.tracking.SearchCallback's
         trial_started and epoch_ended), or None."""
         if report not in ("epoch", "stage"):
@@ -66,21 +67,24 @@ class Objective:
         self.watch = watch
 
     def listener(self, trial: optuna.Trial, rows: list[dict]):
-        """The one pruning path: every event of the run, in this process or from a worker."""
+        """The one pruning path: every event of the run, in this process or from a worker.
+        Every epoch's val accuracy is reported (step = global epoch: the dashboard's curve);
+        with report "stage" the pruner is asked at stage ends, which it reads from the trial's
+        `stage_ends` attribute (search.tuning.pruning)."""
+        ends: dict[str, float] = {}
+
         def listen(event) -> bool:
             if isinstance(event, EpochEnd):
                 rows.append({"epoch": event.epoch, "stage": event.stage, "depth": event.depth,
                              **event.logs})
                 if self.watch is not None:
                     self.watch.epoch_ended(trial.number, event)
-                if self.report != "epoch":
-                    return False
                 if MONITOR in event.logs and math.isfinite(event.logs[MONITOR]):
                     trial.report(event.logs[MONITOR], step=event.epoch)
-                return trial.should_prune()
+                return self.report == "epoch" and trial.should_prune()
             if isinstance(event, StageEnd) and self.report == "stage":
-                if math.isfinite(event.best):
-                    trial.report(event.best, step=event.stage)
+                ends[str(event.stage)] = event.best
+                trial.set_user_attr(STAGE_ENDS, dict(ends))
                 return trial.should_prune()
             return False
         return listen
@@ -92,6 +96,8 @@ class Objective:
         write_start(run_dir, config, self.argv)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
+        if self.report == "stage":
+            trial.set_user_attr(STAGE_ENDS, {})  # marks this trial's intermediate values per epoch
         if self.watch is not None:
             self.watch.trial_started(trial.number, values)
         rows: list[dict] = []

@@ -20,10 +20,12 @@ from search.recipe.data import Data
 from search.secrets import MASK, safe_url
 from search.tuning import identity
 from search.tuning.optuna_space import all_distributions
+from search.tuning.pruning import StageEndPruner
 from search.tuning.space import Space
 from search.tuning.storage import open_storage
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
+METRIC = "val_accuracy"  # the objective: the best validation accuracy of a trial's run
 PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
 
 
@@ -47,10 +49,10 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "stage":  # successive halving on stage ends: after stages 1 and 2, a trial goes
         # on only if in the top half of every trial that reached that stage, pruned ones included.
         # Stage 0 (the head alone) is no rung: trials that differ in fine-tuning look alike there.
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+        return StageEndPruner("halving", reduction_factor=2, first_stage=1)
     if name == "stage-median":  # the median of *completed* trials at each stage end from stage 1:
         # the survivors set the bar, so it rises until nearly every trial is pruned at stage 1
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+        return StageEndPruner("median", n_startup_trials=4, first_stage=1)
     if name == "median":  # compare from the 3rd epoch on, once 5 trials have finished
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if name == "hyperband":  # Optuna's advice for TPE; rungs at epochs 2, 6, 18 (of ~40)
@@ -118,6 +120,7 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
         seed = seed + len(study.get_trials(deepcopy=False))
     else:
         identity.bind(study, mine)  # before the seed trial: a joiner that sees it may go on
+        study.set_metric_names([METRIC])  # the dashboard's name for the objective
         outside = space.seed_outside()
         params = {k: v for k, v in space.seed_values().items() if k not in outside}
         study.enqueue_trial(params, user_attrs={"seed_recipe": True}, skip_if_exists=True)
@@ -157,7 +160,9 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in t.params.items())
     why = t.user_attrs.get("failure", "")
-    if t.state == TrialState.PRUNED and not why:
+    if t.state == TrialState.PRUNED and not why and t.user_attrs.get("pruned"):
+        why = f"pruned {t.user_attrs['pruned'].removeprefix('by the pruner ')}"
+    elif t.state == TrialState.PRUNED and not why:
         steps = sorted(t.intermediate_values)
         where = f"after stage {steps[-1]}" if unit == "stage" else f"at epoch {steps[-1]}"
         why = f"pruned {where}" if steps else "pruned"
@@ -171,7 +176,7 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
         resume_cmd: list[str], epoch_budget: int | None = None,
         max_failures: int = 0, n_jobs: int = 1, callbacks=()) -> list[FrozenTrial]:
-    """optimize() with a line per trial and a progress bar; on Ctrl-C every completed trial is
+    """optimize() with a line per trial; on Ctrl-C every completed trial is
     kept and the command that resumes is printed (the caller holds the objective's runner in
     search.runner.pool.closing_on_interrupt, which ends its workers at once). With epoch_budget, no
     new trial starts once this call's trials trained that many epochs; with max_failures, none
@@ -203,7 +208,7 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
                        callbacks=[on_trial, *callbacks], gc_after_trial=True, n_jobs=n_jobs,
-                       show_progress_bar=sys.stderr.isatty())
+                       show_progress_bar=False)  # search.tracking.progress draws ours
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         masked = any(MASK in a for a in resume_cmd)
