@@ -25,6 +25,9 @@ class Callbacks(SearchCallback):
                       for c in callbacks]
         self.secrets, self.log, self._warned, self._lock = secrets, log, set(), threading.Lock()
 
+    def add(self, callback: SearchCallback) -> None:
+        self.items.append(callback)
+
     def _each(self, hook: str, *args) -> None:
         for c in self.items:
             try:
