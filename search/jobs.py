@@ -77,6 +77,17 @@ def _final_files(study_dir: Path) -> dict:
     return {name: folder / name for name in FINAL_FILES if (folder / name).is_file()}
 
 
+def _progress(opts: SearchOptions, study):
+    from optuna.trial import TrialState
+
+    from search.tracking.progress import Progress
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = max(done, key=lambda t: t.value) if done else None
+    return Progress(opts.trials, opts.timeout, opts.epoch_budget, opts.progress_every,
+                    best=(best.value, best.number) if best else None)
+
+
 def _watchers(opts: SearchOptions, callbacks, url: str):
     """--track's trackers (each checked now, before any write) and the caller's callbacks."""
     from search.tracking.callbacks import Callbacks, open_trackers
@@ -151,6 +162,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     print(f"data: {data.source}: {len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test images")
     print(dashboard_hint(url, study_dir))
+    watch.add(_progress(opts, study))
     watch.search_started(_info(opts, study, str(space.path), space.base.to_dict(), url))
     if cache is not None and cache.directory is None and not opts.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "

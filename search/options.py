@@ -123,6 +123,7 @@ class SearchOptions(RunOptions):
     study_name: str = DEFAULT_STUDY
     storage: str | None = None
     track: tuple[str, ...] = ()  # --track mlflow=URI / tensorboard=DIR (search.tracking)
+    progress_every: float = 60.0  # seconds between progress lines when not on a terminal
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -148,6 +149,8 @@ class SearchOptions(RunOptions):
         if self.heartbeat and self.storage_url().startswith("journal:"):
             raise UserError("--heartbeat needs a database storage (PostgreSQL, MySQL, SQLite); the "
                             "journal storage has none, so drop --heartbeat there.")
+        if not self.progress_every > 0:
+            raise UserError("--progress-every must be a number of seconds above 0.")
         if self.jobs < 0:
             raise UserError("--jobs must be 0 (one per GPU, or per core) or more.")
         if self.no_isolate and self.jobs != 1:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from search.cli.flags import add_data_flags, add_retrain_flags, add_study_flags, add_track_flag
+from search.errors import UserError
 from search.options import SearchOptions
 from search.tuning.study import PRUNERS, SAMPLERS
 
@@ -53,6 +54,10 @@ def add_parsers(sub) -> None:
                    help="skip the retrain and test of the best config (e.g. on extra workers)")
     add_retrain_flags(p)
     add_track_flag(p)
+    p.add_argument("--progress-every", type=float, default=SearchOptions.progress_every,
+                   metavar="S", help="without a terminal, a progress line (trials done, ETA, "
+                   "best, running trials' stage and epoch) every S seconds (default 60); on a "
+                   "terminal a live bar shows the same")
     p.add_argument("--verbose", action="store_true", help="print each stage of each trial")
     p.add_argument("--no-isolate", action="store_true",
                    help="train trials inside this process instead of a worker process; "
@@ -71,10 +76,16 @@ def add_parsers(sub) -> None:
     add_study_flags(p, results=False)
     add_data_flags(p)
 
-    p = sub.add_parser("export", help="write the best trial's full config (train --config reads it)")
+    p = sub.add_parser("export", help="write the best trial's full config (train --config reads "
+                       "it), or the retrained model as ONNX or LiteRT")
     add_study_flags(p)
-    p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format")
-    p.add_argument("--out", help="file to write (default: print to stdout)")
+    p.add_argument("--format", choices=("yaml", "json", "onnx", "litert"), default="yaml",
+                   help="yaml or json: the config; onnx or litert (.tflite): the study's "
+                   "best_model.keras (or --model), checked against Keras before it is written")
+    p.add_argument("--out", help="file to write (default: the config to stdout; a model beside "
+                   "the study's best_model.keras, as best_model.onnx or best_model.tflite)")
+    p.add_argument("--model", help="with --format onnx|litert: a .keras file to export instead "
+                   "of the study's (e.g. one written by `train`)")
 
     p = sub.add_parser("report", help="write <results-dir>/<study>/report/ (index.html, figures, "
                        "trials.csv) and upload the best trial's files as Optuna artifacts")
@@ -117,6 +128,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from search.files import write_atomic
+
+    if args.format in ("onnx", "litert"):
+        return _export_model(args)
+    if args.model:
+        raise UserError("--model is for --format onnx or litert; a config export reads the study.")
     from search.tuning.study import best_config
 
     _, study = _study(args)
@@ -128,6 +144,26 @@ def cmd_export(args: argparse.Namespace) -> int:
               file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _export_model(args: argparse.Namespace) -> int:
+    from search.recipe.evaluate import load_model
+    from search.recipe.export import FORMATS, export_model
+    from search.tuning.records import final_dir
+
+    if args.model:
+        source = Path(args.model)
+    else:
+        source = final_dir(SearchOptions.from_namespace(args).study_dir) / "best_model.keras"
+        if not source.is_file():
+            raise UserError(f"{source} does not exist: the study has no retrained model yet; run "
+                            "`finalize` first, or pass --model.")
+    out = Path(args.out) if args.out else source.with_suffix(FORMATS[args.format])
+    if out.suffix != FORMATS[args.format]:
+        raise UserError(f"--out {out} should end in {FORMATS[args.format]} for --format "
+                        f"{args.format}.")
+    export_model(load_model(source), args.format, out)
     return 0
 
 
