@@ -132,8 +132,8 @@ def mlflow_server(tmp_path):
 @pytest.mark.slow
 def test_a_search_logs_to_a_real_mlflow_server_and_tensorboard(tmp_path, mlflow_server):
     """One parent run and a child run per trial whose params equal the trial's and whose
-    metric histories are as long as the epochs it ran; finalize's test metrics and model on the
-    parent. TensorBoard's event files hold each trial's HParams and per-epoch scalars. A plain
+    metric histories are as long as the epochs it ran; a later `finalize` puts the test metrics
+    and model on the same parent. TensorBoard's event files hold each trial's HParams and per-epoch scalars. A plain
     Optuna callback passed to run_search is called for every trial."""
     from mlflow import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -141,14 +141,18 @@ def test_a_search_logs_to_a_real_mlflow_server_and_tensorboard(tmp_path, mlflow_
     from search.jobs import run_search
     from search.options import SearchOptions
 
+    from search.jobs import finalize_study
+
     write_tiny_folders(tmp_path / "data")
     tb = tmp_path / "tb"
     finished = []
-    out = run_search(SearchOptions(
+    opts = SearchOptions(
         trials=3, space=TINY, data_dir=str(tmp_path / "data"), weights="none",
         train_samples=100, val_samples=30, results_dir=str(tmp_path / "res"), confirm_top=0,
-        test_baseline=False, track=(f"mlflow={mlflow_server}", f"tensorboard={tb}")),
-        callbacks=[lambda study, trial: finished.append(trial.number)])
+        test_baseline=False, no_final=True,
+        track=(f"mlflow={mlflow_server}", f"tensorboard={tb}"))
+    out = run_search(opts, callbacks=[lambda study, trial: finished.append(trial.number)])
+    test = finalize_study(opts)  # a separate command: it finds the study's parent run again
     assert sorted(finished) == [0, 1, 2]
     trials = {int(r["number"]): r for _, r in out.table.iterrows()}
     c = MlflowClient(mlflow_server)
@@ -168,7 +172,7 @@ def test_a_search_logs_to_a_real_mlflow_server_and_tensorboard(tmp_path, mlflow_
         assert len(hist) == row["user_attrs_epochs"] > 0
         assert [m.step for m in hist] == list(range(len(hist)))
     p = parents[0]
-    assert p.data.metrics["test_accuracy_mean"] == pytest.approx(out.test["test_accuracy_mean"])
+    assert p.data.metrics["test_accuracy_mean"] == pytest.approx(test["test_accuracy_mean"])
     assert "test_accuracy.airplane" in p.data.metrics and "version.optuna" in p.data.tags
     assert "final/best_model.keras" in [a.path for a in c.list_artifacts(p.info.run_id, "final")]
     for n, row in trials.items():
@@ -177,3 +181,6 @@ def test_a_search_logs_to_a_real_mlflow_server_and_tensorboard(tmp_path, mlflow_
         acc.Reload()
         assert acc.PluginTagToContent("hparams"), n  # the trial's HParams summary
         assert len(acc.Tensors("val_accuracy")) == row["user_attrs_epochs"]
+    final = EventAccumulator(str(tb / "resnet50-cifar10" / "final"), size_guidance={"tensors": 0})
+    final.Reload()
+    assert final.Tensors("test_accuracy_mean")
