@@ -133,15 +133,13 @@ def mlflow_server(tmp_path):
 def test_a_search_logs_to_a_real_mlflow_server_and_tensorboard(tmp_path, mlflow_server):
     """One parent run and a child run per trial whose params equal the trial's and whose
     metric histories are as long as the epochs it ran; a later `finalize` puts the test metrics
-    and model on the same parent. TensorBoard's event files hold each trial's HParams and per-epoch scalars. A plain
-    Optuna callback passed to run_search is called for every trial."""
+    and model on the same parent. TensorBoard's event files hold each trial's HParams and
+    per-epoch scalars. A plain Optuna callback passed to run_search is called for every trial."""
     from mlflow import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from search.jobs import run_search
+    from search.jobs import finalize_study, run_search
     from search.options import SearchOptions
-
-    from search.jobs import finalize_study
 
     write_tiny_folders(tmp_path / "data")
     tb = tmp_path / "tb"

@@ -20,22 +20,26 @@ from search.recipe.data import Data
 from search.secrets import MASK, safe_url
 from search.tuning import identity
 from search.tuning.optuna_space import all_distributions
+from search.tuning.prior import PriorSampler
 from search.tuning.pruning import StageEndPruner
 from search.tuning.space import Space
 from search.tuning.storage import open_storage
 
-SAMPLERS = ("tpe", "random", "cmaes", "qmc")
+SAMPLERS = ("tpe", "prior", "random", "cmaes", "qmc")
 METRIC = "val_accuracy"  # the objective: the best validation accuracy of a trial's run
 PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
 
 
-def make_sampler(name: str, seed: int, concurrent: bool = False) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, concurrent: bool = False,
+                 prior: dict | None = None) -> optuna.samplers.BaseSampler:
     """`concurrent`: trials run side by side (--jobs, or workers on a shared storage), so TPE
     treats the running ones as if they had scored badly (its constant liar) rather than drawing
-    the same region again while they run."""
+    the same region again while they run. `prior`: the seed recipe's values (`prior` only)."""
     if name == "tpe":  # multivariate + group: models the conditional stage LRs jointly
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           constant_liar=concurrent)
+    if name == "prior":  # around the seed recipe and the incumbent, and TPE (search.tuning.prior)
+        return PriorSampler(prior or {}, make_sampler("tpe", seed, concurrent), seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":  # categorical/conditional params fall back to random sampling
@@ -129,8 +133,10 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
                   "trial 0 samples those instead.")
     if not pinned and (shared or resumed):
         seed = salted_seed()
+    outside = space.seed_outside()
+    prior = {k: v for k, v in space.seed_values().items() if k not in outside}
     study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=make_sampler(sampler, seed, concurrent),
+                              sampler=make_sampler(sampler, seed, concurrent, prior),
                               pruner=make_pruner(pruner, space.max_epochs()))
     return study, resumed
 
