@@ -308,3 +308,41 @@ def test_shallow_boundaries_are_filled_from_the_deep_one(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6 * np.abs(b).max(), rtol=1e-5)
     boundary_features(CFG, data, base, 5, cache, source_depth=10)
     assert (cache.stats.hits, cache.stats.misses) == (6, 6)
+
+
+def _fill_slowly(directory, marker_dir, out):
+    """In a process of its own: get one entry whose computation takes a second, and leaves a
+    file per computation."""
+    import time
+    import uuid
+
+    from search.cache.store import FeatureCache
+
+    def compute():
+        (marker_dir / uuid.uuid4().hex).touch()
+        time.sleep(1.0)
+        return [np.arange(12, dtype="float32").reshape(3, 4)]
+
+    c = FeatureCache(directory, 64, 1, "float32")
+    arrays = c.get({"entry": "shared"}, compute)
+    out.put((c.stats.hits, c.stats.misses, float(np.asarray(arrays[0]).sum())))
+
+
+def test_workers_that_start_together_fill_an_entry_once(tmp_path):
+    """Two worker processes ask for the same missing entry at once (as `--jobs 2`'s first two
+    trials do): one computes it, the other waits and reads it, rather than computing it beside."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    markers = tmp_path / "computed"
+    markers.mkdir()
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_fill_slowly, args=(tmp_path / "cache", markers, out))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+    assert len(list(markers.iterdir())) == 1  # computed once
+    assert results == [(0, 1, 66.0), (1, 0, 66.0)]  # one miss, one hit, the same values

@@ -20,6 +20,7 @@ library versions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: fills are not shared between processes there
+    fcntl = None
 
 from search.errors import UserError
 from search.files import within
@@ -148,15 +154,35 @@ class FeatureCache:
             within(self.directory, self.directory / k)  # not an entry planted as a link
             self.stats.hits += 1
             return self._load(k)
-        self.stats.misses += 1
-        t0 = time.perf_counter()
-        arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in compute()]
-        self.stats.fill_seconds += time.perf_counter() - t0
-        if self.directory is not None:
-            self._write(k, arrays, parts)
-            if not self._fits(arrays):
-                return self._load(k)  # memory-mapped from disk
-        return self._hold(k, arrays)  # without a directory, held even over the limit
+        with self._filling(k):  # workers that start together fill an entry once
+            if self.directory is not None and (self.directory / k / "meta.json").is_file():
+                self.stats.hits += 1  # another process filled it while this one waited
+                return self._load(k)
+            self.stats.misses += 1
+            t0 = time.perf_counter()
+            arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in compute()]
+            self.stats.fill_seconds += time.perf_counter() - t0
+            if self.directory is not None:
+                self._write(k, arrays, parts)
+                if not self._fits(arrays):
+                    return self._load(k)  # memory-mapped from disk
+            return self._hold(k, arrays)  # without a directory, held even over the limit
+
+    @contextlib.contextmanager
+    def _filling(self, k: str):
+        """An exclusive lock on entry `k` across processes (a lock file beside it, flock'd; the
+        lock goes with the process if it dies): a second worker waits for the first's fill and
+        reads it, instead of computing it again beside it. No-op without a directory or flock."""
+        if self.directory is None or fcntl is None:
+            yield
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / f".{k}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _fits(self, arrays) -> bool:
         return self._mem_bytes + sum(a.nbytes for a in arrays) <= self.mem_limit
