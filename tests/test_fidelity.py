@@ -26,8 +26,10 @@ def test_a_stage_end_that_orders_trials_as_their_end_does_correlates_fully():
     df = signals(study_of(trials))
     t = table(df).set_index("signal")
     assert t.loc["end of stage 1", "spearman"] == pytest.approx(1.0)
-    assert t.loc["val acc at epoch 1", "spearman"] == pytest.approx(-1.0)
-    assert t.loc["end of stage 1", "share of trial time"] == pytest.approx(0.5)  # 1+2 of 1+2+3
+    assert t.loc["val acc after 1 epochs", "spearman"] == pytest.approx(-1.0)
+    assert t.loc["end of stage 1", "share of their time"] == pytest.approx(0.5)  # 1+2 of 1+2+3
+    assert t.loc["end of stage 1", "trials going on"] == 4
+    assert t.loc["end of stage 1", "spearman among them"] == pytest.approx(1.0)
     assert t.loc["end of stage 1", "same depth only"] == pytest.approx(1.0)
 
 

@@ -11,6 +11,9 @@ before it is known.
   same depth  stage k, ranked only among trials with the same number of stages (the mean of the
               groups' Spearman, weighted by their sizes): comparisons that never put a shallow
               recipe against a deep one
+A trial with k stages or fewer is done at stage k, so its signal there is its final value; the
+"among them" columns take only the trials that go on past stage k, where the signal is a guess
+(and the share of their time is what stopping them there would save).
 
     python -m search.bench.fidelity --storage sqlite:///results/optuna.db --study-name NAME
 """
@@ -52,14 +55,17 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
         groups = [(len(g), g[col].corr(g["value"], method="spearman"))
                   for _, g in df.groupby("stages") if len(g) >= 3 and g[col].nunique() > 1]
         same = (sum(n * r for n, r in groups) / sum(n for n, _ in groups)) if groups else np.nan
+        deeper = df[df["stages"] > k + 1]  # trials that go on past stage k
         out.append({"signal": f"end of stage {k}", "spearman": df[col].corr(df["value"], "spearman"),
-                    "same depth only": same,
-                    "share of trial time": float((df[f"stage {k} s"] / df["seconds"]).mean())})
+                    "same depth only": same, "trials going on": len(deeper),
+                    "spearman among them": deeper[col].corr(deeper["value"], "spearman"),
+                    "share of their time": float((deeper[f"stage {k} s"] / deeper["seconds"]).mean())})
     for e in (1, 2, 4, 6):
         col = f"epoch {e}"
-        out.append({"signal": f"val acc at epoch {e}",
+        out.append({"signal": f"val acc after {e} epochs",
                     "spearman": df[col].corr(df["value"], "spearman"), "same depth only": np.nan,
-                    "share of trial time": np.nan})
+                    "trials going on": np.nan, "spearman among them": np.nan,
+                    "share of their time": np.nan})
     return pd.DataFrame(out)
 
 
