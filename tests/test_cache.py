@@ -310,39 +310,46 @@ def test_shallow_boundaries_are_filled_from_the_deep_one(tmp_path):
     assert (cache.stats.hits, cache.stats.misses) == (6, 6)
 
 
-def _fill_slowly(directory, marker_dir, out):
-    """In a process of its own: get one entry whose computation takes a second, and leaves a
-    file per computation."""
+def _fill_slowly(directory, marker_dir, go, out):
+    """In a process of its own: get six entries whose computation takes a second each, and
+    leave a file per computation, named after this process."""
+    import os
     import time
-    import uuid
 
     from search.cache.store import FeatureCache
 
-    def compute():
-        (marker_dir / uuid.uuid4().hex).touch()
+    def compute(i):
+        (marker_dir / f"{i}-{os.getpid()}").touch()
         time.sleep(1.0)
-        return [np.arange(12, dtype="float32").reshape(3, 4)]
+        return [np.full((3, 4), i, dtype="float32")]
 
     c = FeatureCache(directory, 64, 1, "float32")
-    arrays = c.get({"entry": "shared"}, compute)
-    out.put((c.stats.hits, c.stats.misses, float(np.asarray(arrays[0]).sum())))
+    go.wait(60)  # both start together, as --jobs 2's first two trials do
+    got = c.get_many([({"entry": i}, lambda i=i: compute(i)) for i in range(6)])
+    out.put((os.getpid(), c.stats.hits, c.stats.misses,
+             [float(np.asarray(a[0]).mean()) for a in got]))
 
 
-def test_workers_that_start_together_fill_an_entry_once(tmp_path):
-    """Two worker processes ask for the same missing entry at once (as `--jobs 2`'s first two
-    trials do): one computes it, the other waits and reads it, rather than computing it beside."""
+def test_workers_that_start_together_split_a_fill_and_compute_each_entry_once(tmp_path):
+    """Two worker processes ask for the same six missing entries at once: each entry is
+    computed by one of them (an entry the other is filling is left for last, then read), both
+    do part of the work, and both get every entry's values."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     markers = tmp_path / "computed"
     markers.mkdir()
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_fill_slowly, args=(tmp_path / "cache", markers, out))
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_fill_slowly, args=(tmp_path / "cache", markers, go, out))
              for _ in range(2)]
     for p in procs:
         p.start()
-    results = sorted(out.get(timeout=120) for _ in procs)
+    go.set()
+    results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(60)
-    assert len(list(markers.iterdir())) == 1  # computed once
-    assert results == [(0, 1, 66.0), (1, 0, 66.0)]  # one miss, one hit, the same values
+    computed = sorted(m.name.split("-") for m in markers.iterdir())
+    assert sorted(int(i) for i, _ in computed) == list(range(6))  # each entry once
+    assert {pid for _, pid in computed} == {str(r[0]) for r in results}  # both did some
+    for _, hits, misses, means in results:
+        assert hits + misses == 6 and means == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]

@@ -78,10 +78,11 @@ def boundary_features(config: TrainConfig, data: Data, base, depth: int, cache: 
             built["prefix"] = build_prefix(config, base, data.x_train.shape[1:], depth)
         return predict_boundary(built["prefix"], images() if view is not None else data.x_val)
 
-    val = cache.get({**common, "split": "val"}, lambda: run(None, None))
-    views = [cache.get({**common, "split": "train", "view": v, "aug": aug},
-                       lambda v=v: run(lambda: augment_view(config, data.x_train, v), v))
-             for v in range(cache.views)]
+    val, *views = cache.get_many(  # workers filling together split the entries between them
+        [({**common, "split": "val"}, lambda: run(None, None))]
+        + [({**common, "split": "train", "view": v, "aug": aug},
+            lambda v=v: run(lambda: augment_view(config, data.x_train, v), v))
+           for v in range(cache.views)])
     return views, val
 
 

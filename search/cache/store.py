@@ -145,7 +145,10 @@ class FeatureCache:
         return sum(f.stat().st_size for f in self.directory.rglob("*.npy"))
 
     # ----- get / put
-    def get(self, parts: dict, compute: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+    def get(self, parts: dict, compute: Callable[[], list[np.ndarray]],
+            wait: bool = True) -> list[np.ndarray] | None:
+        """The entry for `parts`, computed by `compute` on a miss. Without `wait`, None when
+        another process is filling it right now."""
         k = self.key(parts)
         if k in self._mem:
             self.stats.hits += 1
@@ -154,7 +157,9 @@ class FeatureCache:
             within(self.directory, self.directory / k)  # not an entry planted as a link
             self.stats.hits += 1
             return self._load(k)
-        with self._filling(k):  # workers that start together fill an entry once
+        with self._filling(k, wait) as mine:  # workers that start together fill an entry once
+            if not mine:
+                return None
             if self.directory is not None and (self.directory / k / "meta.json").is_file():
                 self.stats.hits += 1  # another process filled it while this one waited
                 return self._load(k)
@@ -168,19 +173,30 @@ class FeatureCache:
                     return self._load(k)  # memory-mapped from disk
             return self._hold(k, arrays)  # without a directory, held even over the limit
 
+    def get_many(self, items: list[tuple[dict, Callable[[], list[np.ndarray]]]]) -> list:
+        """Several entries, in order. An entry another process is filling now is left for last
+        (by then most likely on disk), so workers that start together split a fill between them
+        rather than queue behind one another."""
+        out = [self.get(parts, compute, wait=False) for parts, compute in items]
+        return [got if got is not None else self.get(*items[i]) for i, got in enumerate(out)]
+
     @contextlib.contextmanager
-    def _filling(self, k: str):
+    def _filling(self, k: str, wait: bool = True):
         """An exclusive lock on entry `k` across processes (a lock file beside it, flock'd; the
-        lock goes with the process if it dies): a second worker waits for the first's fill and
-        reads it, instead of computing it again beside it. No-op without a directory or flock."""
+        lock goes with the process if it dies). Yields whether this process holds it (without
+        `wait`, False when another does). Always held without a directory or flock."""
         if self.directory is None or fcntl is None:
-            yield
+            yield True
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / f".{k}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)  # releases the lock
 
