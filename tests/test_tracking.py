@@ -140,6 +140,9 @@ def test_a_search_logs_to_a_real_mlflow_server_and_tensorboard(tmp_path, mlflow_
 
     from search.jobs import finalize_study, run_search
     from search.options import SearchOptions
+    from search.tracking.mlflow_tracker import _reachable
+
+    _reachable(mlflow_server.replace("http://", "http://user:pw@"))  # userinfo goes as basic auth
 
     write_tiny_folders(tmp_path / "data")
     tb = tmp_path / "tb"

@@ -78,14 +78,16 @@ def parse_track(specs) -> list[tuple[str, str]]:
         kind = kind.strip().lower()
         if not sep or kind not in KINDS or not target.strip():
             raise UserError(f"--track expects mlflow=URI or tensorboard=DIR, got "
-                            f"{show(safe_url(str(item)))}.")
+                            f"{show(masked_spec(str(item)))}.")
         out.append((kind, target.strip()))
     return out
 
 
 def masked_spec(item: str) -> str:
-    kind, _, target = str(item).partition("=")
-    return f"{kind}={safe_url(target)}"
+    """A --track item as it may be shown: a URL's password masked (or the URL withheld when it
+    does not parse); a folder as it is."""
+    kind, sep, target = str(item).partition("=")
+    return f"{kind}{sep}{safe_url(target) if '://' in target or '@' in target else target}"
 
 
 def open_trackers(specs, log=print) -> list[SearchCallback]:

@@ -10,10 +10,12 @@ Everything is logged from the search process through MlflowClient.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -26,11 +28,20 @@ STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 def _reachable(uri: str) -> None:
     """An http(s) tracking server answers its /health page, else one sentence (MLflow's own
-    client retries for minutes before it says anything)."""
+    client retries for minutes before it says anything). A user and password in the URL go as
+    basic auth, as MLflow's client sends them."""
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    request = urllib.request.Request(
+        urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")))
+    if parts.username:
+        token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             r.read(100)
     except (urllib.error.URLError, OSError, ValueError) as e:
         why = getattr(e, "reason", e)
