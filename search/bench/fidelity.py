@@ -48,22 +48,31 @@ def signals(study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    """Spearman's rank correlation; NaN where either side has a single value (no ranking)."""
+    ok = a.notna() & b.notna()
+    if a[ok].nunique() < 2 or b[ok].nunique() < 2:
+        return np.nan
+    return float(a[ok].corr(b[ok], method="spearman"))
+
+
 def table(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for k in range(1, 4):
         col = f"stage {k}"
-        groups = [(len(g), g[col].corr(g["value"], method="spearman"))
+        groups = [(len(g), spearman(g[col], g["value"]))
                   for _, g in df.groupby("stages") if len(g) >= 3 and g[col].nunique() > 1]
+        groups = [(n, r) for n, r in groups if r == r]
         same = (sum(n * r for n, r in groups) / sum(n for n, _ in groups)) if groups else np.nan
         deeper = df[df["stages"] > k + 1]  # trials that go on past stage k
-        out.append({"signal": f"end of stage {k}", "spearman": df[col].corr(df["value"], "spearman"),
+        out.append({"signal": f"end of stage {k}", "spearman": spearman(df[col], df["value"]),
                     "same depth only": same, "trials going on": len(deeper),
-                    "spearman among them": deeper[col].corr(deeper["value"], "spearman"),
+                    "spearman among them": spearman(deeper[col], deeper["value"]),
                     "share of their time": float((deeper[f"stage {k} s"] / deeper["seconds"]).mean())})
     for e in (1, 2, 4, 6):
         col = f"epoch {e}"
         out.append({"signal": f"val acc after {e} epochs",
-                    "spearman": df[col].corr(df["value"], "spearman"), "same depth only": np.nan,
+                    "spearman": spearman(df[col], df["value"]), "same depth only": np.nan,
                     "trials going on": np.nan, "spearman among them": np.nan,
                     "share of their time": np.nan})
     return pd.DataFrame(out)
