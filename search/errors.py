@@ -17,6 +17,17 @@ def show(value) -> str:
         return f"a {type(value).__name__} too large to show"
 
 
+def require(package: str, what: str, extra: str, otherwise: str = "") -> None:
+    """Import `package` for `what` (a flag), or refuse with the pip command that installs it."""
+    import importlib
+
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise UserError(f"{what} needs the {package} package; install it (pip install "
+                        f"'.[{extra}]' or -r requirements.txt){otherwise}.") from None
+
+
 class UserError(Exception):
     """Bad input: the message names the problem and the fix."""
 

@@ -83,7 +83,7 @@ def _progress(opts: SearchOptions, study):
     from search.tracking.progress import Progress
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = max(done, key=lambda t: t.value) if done else None
+    best = study.best_trial if done else None
     return Progress(opts.trials, opts.timeout, opts.epoch_budget, opts.progress_every,
                     best=(best.value, best.number) if best else None)
 

@@ -162,11 +162,11 @@ class SearchOptions(RunOptions):
                             "'_' and '-' only (it names a folder under --results-dir).")
 
     def command(self) -> list[str]:
-        from search.tracking.callbacks import masked_spec
-
         """The command line that runs this search again (resuming it), built from these options,
         not from sys.argv: right whoever called run_search (the CLI, bench, compare, a test). A
         storage password is masked."""
+        from search.tracking.callbacks import masked_spec
+
         argv = [Path(sys.executable).name, "run_search.py", "search"]
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

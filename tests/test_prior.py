@@ -5,32 +5,14 @@ import math
 import numpy as np
 import optuna
 
+from search.bench.prior_toy import PRIOR, D, suggest
+from search.bench.prior_toy import distance as unit
 from search.tuning.prior import PriorSampler, from_unit, to_unit
-
-D = {"x": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
-     "y": optuna.distributions.FloatDistribution(0.0, 1.0),
-     "n": optuna.distributions.IntDistribution(0, 4),
-     "w": optuna.distributions.CategoricalDistribution([128, 256, 512, 1024])}
-PRIOR = {"x": 1e-3, "y": 0.2, "n": 1, "w": 256}
-
-
-def unit(params, centre):
-    """Distance of two configs in the unit cube of the numeric params."""
-    return math.dist([to_unit(D[k], params[k]) for k in ("x", "y", "n")],
-                     [to_unit(D[k], centre[k]) for k in ("x", "y", "n")])
-
-
-def draw(trial, name, d):
-    if isinstance(d, optuna.distributions.CategoricalDistribution):
-        return trial.suggest_categorical(name, d.choices)
-    if isinstance(d, optuna.distributions.IntDistribution):
-        return trial.suggest_int(name, d.low, d.high)
-    return trial.suggest_float(name, d.low, d.high, log=d.log)
 
 
 def run(sampler, objective, n):
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(lambda t: objective({k: draw(t, k, d) for k, d in D.items()}), n_trials=n)
+    study.optimize(lambda t: objective(suggest(t)), n_trials=n)
     return study
 
 

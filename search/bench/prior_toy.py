@@ -25,15 +25,15 @@ def distance(params: dict, centre: dict) -> float:
                      [to_unit(D[k], centre[k]) for k in ("x", "y", "n")])
 
 
-def best_distance(sampler, goal: dict, trials: int) -> float:
-    def objective(trial):
-        p = {k: (trial.suggest_categorical(k, d.choices) if k == "w" else
-                 trial.suggest_int(k, d.low, d.high) if k == "n" else
-                 trial.suggest_float(k, d.low, d.high, log=d.log)) for k, d in D.items()}
-        return 1.0 - distance(p, goal)
+def suggest(trial: optuna.Trial) -> dict:
+    """The toy's params of `trial`, drawn from D."""
+    return {"x": trial.suggest_float("x", 1e-4, 1e-1, log=True), "y": trial.suggest_float("y", 0, 1),
+            "n": trial.suggest_int("n", 0, 4), "w": trial.suggest_categorical("w", D["w"].choices)}
 
+
+def best_distance(sampler, goal: dict, trials: int) -> float:
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(objective, n_trials=trials)
+    study.optimize(lambda t: 1.0 - distance(suggest(t), goal), n_trials=trials)
     return 1.0 - study.best_value
 
 

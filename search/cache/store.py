@@ -153,15 +153,14 @@ class FeatureCache:
         if k in self._mem:
             self.stats.hits += 1
             return self._mem[k]
-        if self.directory is not None and (self.directory / k / "meta.json").is_file():
-            within(self.directory, self.directory / k)  # not an entry planted as a link
+        if self._on_disk(k):
             self.stats.hits += 1
             return self._load(k)
         with self._filling(k, wait) as mine:  # workers that start together fill an entry once
             if not mine:
                 return None
-            if self.directory is not None and (self.directory / k / "meta.json").is_file():
-                self.stats.hits += 1  # another process filled it while this one waited
+            if self._on_disk(k):  # another process filled it while this one waited
+                self.stats.hits += 1
                 return self._load(k)
             self.stats.misses += 1
             t0 = time.perf_counter()
@@ -199,6 +198,13 @@ class FeatureCache:
             yield True
         finally:
             os.close(fd)  # releases the lock
+
+    def _on_disk(self, k: str) -> bool:
+        """Whether entry `k` is complete on disk (checked not to be an entry planted as a link)."""
+        if self.directory is None or not (self.directory / k / "meta.json").is_file():
+            return False
+        within(self.directory, self.directory / k)
+        return True
 
     def _fits(self, arrays) -> bool:
         return self._mem_bytes + sum(a.nbytes for a in arrays) <= self.mem_limit

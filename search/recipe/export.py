@@ -10,26 +10,17 @@ ONNX goes through tf2onnx's `from_keras`: Keras' `model.export(format="onnx")` (
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from search.errors import SearchFailed, UserError
+from search.errors import SearchFailed, UserError, require
+from search.files import atomic_path
 
 FORMATS = {"onnx": ".onnx", "litert": ".tflite"}
 PACKAGES = {"onnx": ("tf2onnx", "onnx"), "litert": ()}
 TOLERANCE = 1e-4  # largest difference of a probability between Keras and the export
-
-
-def _needs(fmt: str) -> None:
-    for package in PACKAGES[fmt]:
-        try:
-            __import__(package)
-        except ImportError:
-            raise UserError(f"export --format {fmt} needs the {package} package; install it "
-                            "(pip install '.[export]' or -r requirements.txt).") from None
 
 
 def sample_images(model, n: int = 4, seed: int = 0) -> np.ndarray:
@@ -80,11 +71,10 @@ def export_model(model, fmt: str, out: Path, log=print) -> dict:
     images. Returns {path, max_diff (None: not checked, the runtime is not installed)}."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}.")
-    _needs(fmt)
+    for package in PACKAGES[fmt]:
+        require(package, f"export --format {fmt}", "export")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{FORMATS[fmt]}")
-    try:
+    with atomic_path(out) as tmp:  # same suffix: the exporters go by it
         if fmt == "onnx":
             _onnx(model, tmp)
         else:
@@ -97,9 +87,6 @@ def export_model(model, fmt: str, out: Path, log=print) -> dict:
             raise SearchFailed(f"the {fmt} export disagrees with the Keras model by up to "
                                f"{diff:.2g} on test inputs (allowed {TOLERANCE:g}); nothing "
                                "was written.")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     checked = ("not checked: onnxruntime is not installed" if diff is None
                else f"outputs within {diff:.1g} of Keras'")
     log(f"wrote {out} ({fmt}, {out.stat().st_size / 2**20:.1f} MiB; {checked})")

@@ -48,5 +48,22 @@ class SearchCallback:
     def close(self) -> None: ...
 
 
-def finite_logs(event: EpochEnd) -> dict[str, float]:
-    return {k: float(v) for k, v in event.logs.items() if math.isfinite(float(v))}
+def epoch_metrics(event: EpochEnd) -> dict[str, float]:
+    """What a tracker logs of an epoch: its finite Keras logs, its stage and the layers open."""
+    return {**{k: float(v) for k, v in event.logs.items() if math.isfinite(float(v))},
+            "stage": float(event.stage), "layers_open": float(event.depth)}
+
+
+def test_figures(test: dict) -> tuple[list[float], dict[str, float], dict[str, float]]:
+    """What a tracker logs of a finalize (test_metrics.json's content): the test accuracy per
+    retrain seed; the summary numbers present (mean, std, the best trial's val accuracy, the
+    seed recipe's test mean); and the test accuracy per class (mean over seeds; NaN dropped)."""
+    summary = {k: float(test[k]) for k in ("test_accuracy_mean", "test_accuracy_std",
+                                           "best_trial_value")
+               if isinstance(test.get(k), (int, float))}
+    recipe = (test.get("seed_recipe") or {}).get("test_accuracy_mean")
+    if isinstance(recipe, (int, float)):
+        summary["seed_recipe.test_accuracy_mean"] = float(recipe)
+    per_class = {name: float(v) for name, v in (test.get("per_class_accuracy_mean") or {}).items()
+                 if v == v}
+    return [float(a) for a in test.get("test_accuracy") or []], summary, per_class

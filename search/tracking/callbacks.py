@@ -8,7 +8,7 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
-from search.errors import UserError, show
+from search.errors import UserError, require, show
 from search.secrets import safe_url, scrub
 from search.tracking.base import SearchCallback, SearchInfo  # noqa: F401  (the API's names)
 
@@ -95,12 +95,7 @@ def open_trackers(specs, log=print) -> list[SearchCallback]:
     before the search writes anything."""
     trackers = []
     for kind, target in parse_track(specs):
-        package = {"mlflow": "mlflow", "tensorboard": "tensorboard"}[kind]
-        try:
-            __import__(package)
-        except ImportError:
-            raise UserError(f"--track {kind}=... needs the {package} package; install it (pip "
-                            "install '.[track]' or -r requirements.txt), or drop --track.") from None
+        require(kind, f"--track {kind}=...", "track", ", or drop --track")  # packages as named
         if kind == "mlflow":
             from search.tracking.mlflow_tracker import MLflowTracker
             trackers.append(MLflowTracker(target))

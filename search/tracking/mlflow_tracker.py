@@ -21,7 +21,7 @@ from pathlib import Path
 
 from search.errors import UserError
 from search.secrets import safe_url
-from search.tracking.base import SearchCallback, finite_logs
+from search.tracking.base import SearchCallback, epoch_metrics, test_figures
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
@@ -61,7 +61,7 @@ class MLflowTracker(SearchCallback):
         _reachable(uri)
         from mlflow import MlflowClient
 
-        self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
+        self.client = MlflowClient(tracking_uri=uri)
         self.parent: str | None = None
         self.experiment: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> child run id
@@ -109,10 +109,8 @@ class MLflowTracker(SearchCallback):
         if run is None:
             return
         now = int(time.time() * 1000)
-        metrics = {**finite_logs(event), "stage": float(event.stage),
-                   "layers_open": float(event.depth)}
         self.client.log_batch(run, metrics=[Metric(k, v, now, event.epoch)
-                                            for k, v in metrics.items()])
+                                            for k, v in epoch_metrics(event).items()])
 
     def trial_finished(self, study, trial):
         with self.lock:
@@ -132,18 +130,11 @@ class MLflowTracker(SearchCallback):
         from mlflow.entities import Metric
 
         c, now, run = self.client, int(time.time() * 1000), self.parent
-        metrics = [Metric("test_accuracy", float(a), now, k)
-                   for k, a in enumerate(test.get("test_accuracy") or [])]
-        for key in ("test_accuracy_mean", "test_accuracy_std", "best_trial_value"):
-            if isinstance(test.get(key), (int, float)):
-                metrics.append(Metric(key, float(test[key]), now, 0))
-        per_class = test.get("per_class_accuracy_mean") or {}  # mean over the retrain seeds
-        metrics += [Metric(f"test_accuracy.{_key(name)}", float(v), now, 0)
-                    for name, v in per_class.items() if v == v]
-        recipe = test.get("seed_recipe") or {}
-        if isinstance(recipe.get("test_accuracy_mean"), (int, float)):
-            metrics.append(Metric("seed_recipe.test_accuracy_mean",
-                                  float(recipe["test_accuracy_mean"]), now, 0))
+        per_seed, summary, per_class = test_figures(test)
+        metrics = [Metric("test_accuracy", a, now, k) for k, a in enumerate(per_seed)]
+        metrics += [Metric(key, v, now, 0) for key, v in summary.items()]
+        metrics += [Metric(f"test_accuracy.{_key(name)}", v, now, 0)
+                    for name, v in per_class.items()]
         c.log_batch(run, metrics=metrics)
         c.set_tag(run, "best_trial", str(test.get("best_trial")))
         for path in files.values():

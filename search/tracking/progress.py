@@ -70,13 +70,15 @@ class Progress(SearchCallback):
         return (f"progress: {self.done}{total} trials, {duration(time.monotonic() - self.t0)} "
                 f"elapsed | {self.text()}")
 
-    def _show(self, force: bool = False) -> None:
-        now = time.monotonic()
+    def _show(self) -> None:
+        """Redraw the bar; without one, a line once `every` seconds have passed since the last."""
         if self.bar is not None:
             self.bar.set_description_str(self.text(), refresh=True)
-        elif force or now - self.last >= self.every:
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
             print(self.line(), file=self.out, flush=True)
-        self.last = now if (force or now - self.last >= self.every) else self.last
 
     def trial_started(self, number, params):
         with self.lock:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from search.errors import UserError
-from search.tracking.base import SearchCallback, finite_logs
+from search.tracking.base import SearchCallback, epoch_metrics, test_figures
 
 
 class TensorBoardTracker(SearchCallback):
@@ -48,11 +48,8 @@ class TensorBoardTracker(SearchCallback):
         writer = self.writers.get(number)
         if writer is None:
             return
-        values = {**finite_logs(event), "stage": float(event.stage),
-                  "layers_open": float(event.depth)}
-
         def scalars(tf):
-            for k, v in values.items():
+            for k, v in epoch_metrics(event).items():
                 tf.summary.scalar(k, v, step=event.epoch)
         self._write(writer, scalars)
 
@@ -71,16 +68,16 @@ class TensorBoardTracker(SearchCallback):
         import tensorflow as tf
 
         writer = tf.summary.create_file_writer(str(self.study_root / "final"))
+        per_seed, summary, per_class = test_figures(test)
 
         def final(tf):
-            for k, a in enumerate(test.get("test_accuracy") or []):
-                tf.summary.scalar("test_accuracy", float(a), step=k)
+            for k, a in enumerate(per_seed):
+                tf.summary.scalar("test_accuracy", a, step=k)
             for key in ("test_accuracy_mean", "test_accuracy_std"):
-                if isinstance(test.get(key), (int, float)):
-                    tf.summary.scalar(key, float(test[key]), step=0)
-            for name, v in (test.get("per_class_accuracy_mean") or {}).items():
-                if v == v:
-                    tf.summary.scalar(f"test_accuracy_per_class/{name}", float(v), step=0)
+                if key in summary:
+                    tf.summary.scalar(key, summary[key], step=0)
+            for name, v in per_class.items():
+                tf.summary.scalar(f"test_accuracy_per_class/{name}", v, step=0)
             best = files.get("best_config.yaml")
             if best is not None and Path(best).is_file():
                 tf.summary.text("best_config", "```\n" + Path(best).read_text() + "\n```", step=0)

@@ -62,10 +62,20 @@ class SearchDone(Exception):
     """This call's trials are done (their count, or the epoch budget): ends tuner.search()."""
 
 
-class _SearchTuner:
-    """What our tuners add to KerasTuner's: run_trial maps the trial's hyperparameters onto the
-    space and runs the config on the runner (a worker process by default, as with Optuna);
-    `pre_create_trial` ends the search once this call ran its trials or spent its epochs."""
+def _save_state(obj, fname: str) -> None:
+    """A KerasTuner object's state written whole: a temporary name, then a rename (KerasTuner's
+    own `Stateful.save` writes in place, so a kill mid-write left a truncated file that no
+    resume could read)."""
+    write_atomic(Path(fname), json.dumps(obj.get_state()))
+
+
+class SearchTuner(kt.Tuner):
+    """KerasTuner's Tuner over one of three oracles (below). run_trial maps the trial's
+    hyperparameters onto the space and runs the config on the runner (a worker process by
+    default, as with Optuna), so KerasTuner's per-tuner classes (which differ only in their
+    oracle and, for Hyperband, in how they build and resume a Keras model) add nothing;
+    `pre_create_trial` ends the search once this call ran its trials or spent its epochs; its
+    state is written atomically."""
 
     def __init__(self, *args, space: Space, runner, study_dir: Path, new_trials: int,
                  epoch_budget: int | None = None, log=print, **kwargs):
@@ -111,12 +121,9 @@ class _SearchTuner:
                  + (f" (budget {budget})" if budget else "") + f"  {values}")
         return {"val_accuracy": outcome.value}
 
-
-def _save_state(obj, fname: str) -> None:
-    """A KerasTuner object's state written whole: a temporary name, then a rename (KerasTuner's
-    own `Stateful.save` writes in place, so a kill mid-write left a truncated file that no
-    resume could read)."""
-    write_atomic(Path(fname), json.dumps(obj.get_state()))
+    def save(self):
+        self.oracle.save()
+        _save_state(self, self._get_tuner_fname())
 
 
 class _AtomicOracle:
@@ -139,16 +146,6 @@ class BayesianOracle(_AtomicOracle, kt.oracles.BayesianOptimizationOracle):
 
 class RandomOracle(_AtomicOracle, kt.oracles.RandomSearchOracle):
     pass
-
-
-class SearchTuner(_SearchTuner, kt.Tuner):
-    """One tuner class for the three oracles: run_trial is ours, so KerasTuner's per-tuner
-    classes (which differ only in their oracle and, for Hyperband, in how they build and
-    resume a Keras model) add nothing."""
-
-    def save(self):
-        self.oracle.save()
-        _save_state(self, self._get_tuner_fname())
 
 
 ORACLES = {"hyperband": HyperbandOracle, "bayesian": BayesianOracle, "random": RandomOracle}

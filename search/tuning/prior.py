@@ -59,6 +59,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self.rng = np.random.default_rng(seed)
         self.width, self.warmup, self.floor = width, warmup, floor
         self.sources: dict[int, str] = {}  # trial number -> the source that drew it
+        self.centres: dict[int, dict] = {}  # trial number -> what it is drawn around (not TPE)
         self.lock = threading.Lock()  # --jobs: trials start in several threads
 
     # -- the mix ---------------------------------------------------------------------------
@@ -78,7 +79,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         return total
 
     def weights(self, study: optuna.Study) -> dict[str, float]:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return self._weights(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def _weights(self, done: list[FrozenTrial]) -> dict[str, float]:
         if len(done) < self.warmup:
             return {"prior": 2 / 3, "incumbent": 0.0, "model": 1 / 3}
         done = sorted(done, key=lambda t: -t.value)
@@ -96,20 +99,18 @@ class PriorSampler(optuna.samplers.BaseSampler):
         return {"prior": 2 / 3 * split["prior"] / norm,
                 "incumbent": 2 / 3 * split["incumbent"] / norm, "model": 1 / 3}
 
-    def _centre(self, study: optuna.Study, trial: FrozenTrial) -> dict | None:
-        source = self.sources.get(trial.number, "model")
-        if source == "prior":
-            return self.prior
-        if source == "incumbent":
-            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            return max(done, key=lambda t: t.value).params if done else self.prior
-        return None
-
     # -- Optuna's sampler interface ------------------------------------------------------
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        w = self.weights(study)
+        """Picks the trial's source, and its centre once (every param is drawn around it)."""
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        w = self._weights(done)
         with self.lock:
-            self.sources[trial.number] = str(self.rng.choice(SOURCES, p=[w[s] for s in SOURCES]))
+            source = str(self.rng.choice(SOURCES, p=[w[s] for s in SOURCES]))
+            self.sources[trial.number] = source
+            if source == "incumbent" and done:
+                self.centres[trial.number] = max(done, key=lambda t: t.value).params
+            elif source != "model":
+                self.centres[trial.number] = self.prior
         self.model.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
@@ -118,12 +119,12 @@ class PriorSampler(optuna.samplers.BaseSampler):
         return self.model.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
-        if not search_space:
+        if not search_space:  # a prior or incumbent trial: TPE's grouped model was not inferred
             return {}
         return self.model.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, name, dist):
-        centre = self._centre(study, trial)
+        centre = self.centres.get(trial.number)
         if centre is None or name not in centre:
             return self.model.sample_independent(study, trial, name, dist)
         with self.lock:
@@ -141,6 +142,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         return from_unit(dist, u)
 
     def after_trial(self, study, trial, state, values) -> None:
+        self.centres.pop(trial.number, None)
         self.model.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:

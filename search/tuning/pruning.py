@@ -62,7 +62,7 @@ class StageEndPruner(optuna.pruners.BasePruner):
             best = np.nanmax(np.array(list(ends.values()), float))
             if math.isnan(best):
                 return True
-            at = [stage_ends(t)[stage] for t in done if stage in stage_ends(t)]
+            at = [v for v in (stage_ends(t).get(stage) for t in done) if v is not None]
             if not at:
                 return False
             return bool(best < np.nanpercentile(np.array(at, float), 50))

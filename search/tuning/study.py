@@ -104,6 +104,8 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     trials; a new study in one process keeps the given seed (reproducible)."""
     storage = open_storage(url, heartbeat=heartbeat)
     mine = identity.make(space, pruner, data)
+    outside = space.seed_outside()
+    seed_params = {k: v for k, v in space.seed_values().items() if k not in outside}
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         resumed = False
@@ -125,18 +127,14 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     else:
         identity.bind(study, mine)  # before the seed trial: a joiner that sees it may go on
         study.set_metric_names([METRIC])  # the dashboard's name for the objective
-        outside = space.seed_outside()
-        params = {k: v for k, v in space.seed_values().items() if k not in outside}
-        study.enqueue_trial(params, user_attrs={"seed_recipe": True}, skip_if_exists=True)
+        study.enqueue_trial(seed_params, user_attrs={"seed_recipe": True}, skip_if_exists=True)
         if outside:
             print(f"note: the seed recipe's {', '.join(outside)} lie outside {space.path.name}; "
                   "trial 0 samples those instead.")
     if not pinned and (shared or resumed):
         seed = salted_seed()
-    outside = space.seed_outside()
-    prior = {k: v for k, v in space.seed_values().items() if k not in outside}
     study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=make_sampler(sampler, seed, concurrent, prior),
+                              sampler=make_sampler(sampler, seed, concurrent, seed_params),
                               pruner=make_pruner(pruner, space.max_epochs()))
     return study, resumed
 
