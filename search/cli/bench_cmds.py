@@ -50,6 +50,8 @@ def add_quality_parser(sub) -> None:
                         "with the best val accuracy (best; deep retrains cost minutes a seed)")
     p.add_argument("--space", help="search space YAML (default: spaces/default.yaml)")
     p.add_argument("--no-isolate", action="store_true", help="train trials in this process")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="trials side by side in each run, as search --jobs (default 1)")
     add_data_flags(p)
 
 

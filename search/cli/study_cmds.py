@@ -26,7 +26,8 @@ def add_parsers(sub) -> None:
                    help="Optuna sampler (default tpe)")
     p.add_argument("--pruner", choices=PRUNERS, default=d.pruner,
                    help="Optuna pruner (default stage: successive halving on the best val_accuracy "
-                   "so far at the ends of stages 1 and 2; stage-median: the median rule there; "
+                   "so far at the ends of stages 1 and 2; stage-late: the same at stages 2 and 4; "
+                   "stage-median: the median rule at stages 1, 2, ...; "
                    "hyperband, median, sha: on val_accuracy after every epoch; none)")
     p.add_argument("--backend", choices=("optuna", "keras-tuner"), default=d.backend,
                    help="search driver (default optuna); keras-tuner runs the same space and "

@@ -18,7 +18,8 @@ from search.errors import UserError
 from search.secrets import safe_url
 
 KEY = "identity"
-STAGE_PRUNERS = frozenset({"stage", "stage-median"})  # one value per stage end (step = stage index)
+# one value per stage end (step = stage index)
+STAGE_PRUNERS = frozenset({"stage", "stage-late", "stage-median"})
 EPOCH_PRUNERS = ("hyperband", "median", "none", "sha")
 
 

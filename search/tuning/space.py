@@ -10,11 +10,16 @@ A space file:
       stage_lr:       {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}
       head_width:     {type: categorical, choices: [128, 256, 512]}
 
-Each param names a TrainConfig key, except two: a `per_stage` param, which becomes one value per
+Each param names a TrainConfig key, except these: a `per_stage` param, which becomes one value per
 fine-tuning stage the trial runs (`stage_lr_1` .. `stage_lr_k`, conditional) and fills
-`stage_lrs`; and `unfreeze_stages`, the number of fine-tuning stages, which sets unfreeze_depth to
-unfreeze_stages x unfreeze_step (so that the layers opened per stage can be searched too, the
-seed recipe's 4 stages of 5 layers and 4 of 30 in one space). Nothing here knows Optuna or
+`stage_lrs`; or, instead of it, the pair `stage_lr_base` and `stage_lr_decay`, which fill
+`stage_lrs` as base x decay^(i-1) for stage i (two dimensions at any depth: the effective LR and
+how it falls, the knobs fine-tuning studies find matter most); and `unfreeze_stages`, the number
+of fine-tuning stages, which sets unfreeze_depth to unfreeze_stages x unfreeze_step (so that the
+layers opened per stage can be searched too, the seed recipe's 4 stages of 5 layers and 4 of 30
+in one space). In the decay form the seed recipe's LRs become the pair that fits them (its first
+LR, and the geometric mean of its ratios); that point of the space stands for the seed recipe's
+own LRs, so trial 0 trains the seed recipe exactly. Nothing here knows Optuna or
 KerasTuner: the adapters turn Param into their own distributions (search/tuning/optuna_space.py,
 search/tuning/kt_backend.py).
 """
@@ -43,6 +48,7 @@ STUDY_FIXED = {
 MAX_DEPTH = 174  # layers of ResNet50 (no top) above its input: the most a stage can open
 STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
 STAGES_PARAM = "unfreeze_stages"  # not a config key: unfreeze_depth = stages x unfreeze_step
+LR_BASE, LR_DECAY = "stage_lr_base", "stage_lr_decay"  # not config keys: stage i's LR = base x decay^(i-1)
 KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
         "int": {"type", "low", "high", "log", "step"},
         "categorical": {"type", "choices"}}
@@ -83,6 +89,11 @@ class Space:
     @property
     def stage_param(self) -> Param | None:
         return next((p for p in self.params if p.per_stage), None)
+
+    @property
+    def lr_decay_form(self) -> bool:
+        """Whether the stages' LRs come from stage_lr_base and stage_lr_decay."""
+        return self.param(LR_BASE) is not None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -131,21 +142,31 @@ class Space:
         """A trial's values (flat names, stage_lr_i included) on top of the base config."""
         d = self.base.to_dict()
         for p in self.params:
-            if not p.per_stage and p.name != STAGES_PARAM:
+            if not p.per_stage and p.name not in (STAGES_PARAM, LR_BASE, LR_DECAY):
                 d[p.name] = values[p.name]
         if STAGES_PARAM in values:
             d["unfreeze_depth"] = int(values[STAGES_PARAM]) * d["unfreeze_step"]
         sp = self.stage_param
         if sp is not None:
             d["stage_lrs"] = [values[n] for n in self.stage_names(self.stage_count(values))]
+        if self.lr_decay_form:
+            d["stage_lrs"] = self._decayed_lrs(values[LR_BASE], values[LR_DECAY],
+                                               self.stage_count(values))
         return TrainConfig.from_dict(d, source=f"{self.path} (trial values)")
+
+    def _decayed_lrs(self, base: float, decay: float, n: int) -> list[float]:
+        if n == self.base.n_stages and (base, decay) == seed_lr_pair(self.base.stage_lrs):
+            return list(self.base.stage_lrs)  # the seed recipe's point: its own LRs, exactly
+        return [base * decay ** i for i in range(n)]
 
     def seed_values(self) -> dict[str, Any]:
         """The base config (the seed recipe) as values of this space's params."""
         out = {p.name: (self.base.n_stages if p.name == STAGES_PARAM else getattr(self.base, p.name))
-               for p in self.params if not p.per_stage}
+               for p in self.params if not p.per_stage and p.name not in (LR_BASE, LR_DECAY)}
         if self.stage_param is not None:
             out.update(zip(self.stage_names(self.base.n_stages), self.base.stage_lrs))
+        if self.lr_decay_form:
+            out[LR_BASE], out[LR_DECAY] = seed_lr_pair(self.base.stage_lrs)
         return out
 
     def seed_outside(self) -> list[str]:
@@ -153,6 +174,17 @@ class Space:
         sp = self.stage_param
         return [n for n, v in self.seed_values().items()
                 if not (self.param(n) or sp).contains(v)]
+
+
+def seed_lr_pair(lrs) -> tuple[float, float]:
+    """The (base, decay) that fits a list of stage LRs: its first LR, and the geometric mean of
+    its ratios (last / first)^(1 / (n - 1)); decay 1.0 for one stage. A recipe without stages
+    has no LR to fit: (1e-4, 1.0), a common fine-tuning LR held flat."""
+    if not lrs:
+        return 1e-4, 1.0
+    if len(lrs) == 1:
+        return float(lrs[0]), 1.0
+    return float(lrs[0]), float((lrs[-1] / lrs[0]) ** (1.0 / (len(lrs) - 1)))
 
 
 def load_space(path: str | Path | None = None) -> Space:
@@ -220,12 +252,14 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
                           "flag) instead.")
     per_stage = spec.get("per_stage", False)
     field_types = {f.name: f.type for f in fields(TrainConfig)}
-    target = "float" if per_stage else "int" if name == STAGES_PARAM else field_types.get(name)
+    target = ("float" if per_stage or name in (LR_BASE, LR_DECAY)
+              else "int" if name == STAGES_PARAM else field_types.get(name))
     if per_stage and name != STAGE_PARAM:
         raise ConfigError(f"{where}: key 'per_stage' is only for '{STAGE_PARAM}'.")
     if not per_stage and target is None:
         raise ConfigError(f"{where}: unknown parameter; use a TrainConfig key, '{STAGES_PARAM}', "
-                          f"or '{STAGE_PARAM}' with per_stage: true.")
+                          f"'{STAGE_PARAM}' with per_stage: true, or '{LR_BASE}' with "
+                          f"'{LR_DECAY}'.")
     if typ == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -233,6 +267,9 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
         for c in choices:  # each choice must make a valid config value
             if name == STAGES_PARAM:
                 _check_stage_count(where, c)
+                continue
+            if name in (LR_BASE, LR_DECAY):
+                _check_lr_value(where, c)
                 continue
             TrainConfig.from_dict({**base.to_dict(), name: c, **_stage_fill(base, name, c)},
                                   source=where)
@@ -264,6 +301,8 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
     for v in (low, high):  # both ends must make a valid config (e.g. dropout < 1)
         if name == STAGES_PARAM:
             _check_stage_count(where, v)
+        elif name in (LR_BASE, LR_DECAY):
+            _check_lr_value(where, v)
         elif not per_stage:
             TrainConfig.from_dict({**base.to_dict(), name: v, **_stage_fill(base, name, v)},
                                   source=where)
@@ -276,6 +315,12 @@ def _check_stage_count(where: str, value: Any) -> None:
                           f"got {show(value)}.")
 
 
+def _check_lr_value(where: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(f"{where}: a stage LR or its decay factor must be a positive finite "
+                          f"number, got {show(value)}.")
+
+
 def _stage_fill(base: TrainConfig, name: str, value: Any) -> dict:
     """When checking an unfreeze bound, give the config a matching depth and number of stage LRs."""
     if name == "unfreeze_depth":
@@ -286,15 +331,27 @@ def _stage_fill(base: TrainConfig, name: str, value: Any) -> dict:
 
 
 def _check_stages(space: Space) -> None:
+    pair = [space.param(n) is not None for n in (LR_BASE, LR_DECAY)]
+    if any(pair) and not all(pair):
+        raise ConfigError(f"{space.path}: params '{LR_BASE}' and '{LR_DECAY}' come as a pair (stage "
+                          f"i's LR = base x decay^(i-1)); add the missing one.")
+    if all(pair) and space.stage_param is not None:
+        raise ConfigError(f"{space.path}: params '{STAGE_PARAM}' and '{LR_BASE}'/'{LR_DECAY}' both "
+                          "set the stages' LRs; keep one form.")
+    if all(pair) and space.param("stage_lrs") is not None:
+        raise ConfigError(f"{space.path}: params 'stage_lrs' and '{LR_BASE}'/'{LR_DECAY}' both set "
+                          "the stages' LRs; keep one form.")
+    has_lrs = space.stage_param is not None or all(pair)
     counted = space.param(STAGES_PARAM)
     if counted is not None:
         if space.param("unfreeze_depth") is not None:
             raise ConfigError(f"{space.path}: params '{STAGES_PARAM}' and 'unfreeze_depth' both set "
                               f"the depth; keep one ('{STAGES_PARAM}' sets it to stages x "
                               "unfreeze_step).")
-        if space.stage_param is None:
+        if not has_lrs:
             raise ConfigError(f"{space.path}: param '{STAGES_PARAM}' needs '{STAGE_PARAM}' "
-                              "(per_stage: true) to give each stage its LR.")
+                              f"(per_stage: true) or '{LR_BASE}' with '{LR_DECAY}' to give each "
+                              "stage its LR.")
         return
     if space.param("unfreeze_step") is not None:
         raise ConfigError(f"{space.path}: param 'unfreeze_step' is searched, so the number of "
@@ -311,6 +368,7 @@ def _check_stages(space: Space) -> None:
         if bad:
             raise ConfigError(f"{space.path}: param 'unfreeze_depth' allows {bad[0]}, which is not "
                               f"a multiple of unfreeze_step={step}; set step: {step}.")
-        if space.stage_param is None:
+        if not has_lrs:
             raise ConfigError(f"{space.path}: param 'unfreeze_depth' varies, so the space needs "
-                              f"'{STAGE_PARAM}' (per_stage: true) to give each stage its LR.")
+                              f"'{STAGE_PARAM}' (per_stage: true) or '{LR_BASE}' with "
+                              f"'{LR_DECAY}' to give each stage its LR.")

@@ -27,7 +27,7 @@ from search.tuning.storage import open_storage
 
 SAMPLERS = ("tpe", "prior", "random", "cmaes", "qmc")
 METRIC = "val_accuracy"  # the objective: the best validation accuracy of a trial's run
-PRUNERS = ("stage", "stage-median", "median", "hyperband", "sha", "none")
+PRUNERS = ("stage", "stage-late", "stage-median", "median", "hyperband", "sha", "none")
 
 
 def make_sampler(name: str, seed: int, concurrent: bool = False,
@@ -54,6 +54,9 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
         # on only if in the top half of every trial that reached that stage, pruned ones included.
         # Stage 0 (the head alone) is no rung: trials that differ in fine-tuning look alike there.
         return StageEndPruner("halving", reduction_factor=2, first_stage=1)
+    if name == "stage-late":  # the same from stage 2 (rungs at stage ends 2 and 4): the end of
+        # stage 1 ranks a deep recipe against a shallow one poorly (docs/benchmarks.md, fidelity)
+        return StageEndPruner("halving", reduction_factor=2, first_stage=2)
     if name == "stage-median":  # the median of *completed* trials at each stage end from stage 1:
         # the survivors set the bar, so it rises until nearly every trial is pruned at stage 1
         return StageEndPruner("median", n_startup_trials=4, first_stage=1)
