@@ -54,6 +54,27 @@ def test_the_default_space_searches_the_layers_per_stage_and_the_number_of_stage
     assert not any(k.startswith("stage_lr") for k in head_only)
 
 
+def test_the_lr_decay_space_gives_every_stage_its_lr_from_two_values_and_the_seed_its_own():
+    space = load_space(SPACES_DIR / "lr-decay.yaml")
+    params = {"head_lr": 3e-3, "unfreeze_step": 30, "unfreeze_stages": 3, "stage_lr_base": 4e-4,
+              "stage_lr_decay": 0.5, "finetune_epochs": 6, "dropout": 0.3, "head_width": 512,
+              "label_smoothing": 0.05}
+    values = suggest(optuna.trial.FixedTrial(params), space)
+    assert values == params  # two LR dimensions at any depth, none conditional
+    assert set(all_distributions(space)) == set(params)
+    cfg = space.to_config(values)
+    assert (cfg.unfreeze_depth, cfg.stage_lrs) == (90, (4e-4, 2e-4, 1e-4))
+    head_only = space.to_config({**params, "unfreeze_stages": 0})
+    assert (head_only.unfreeze_depth, head_only.stage_lrs) == (0, ())
+    seed = space.seed_values()  # the seed recipe's 1e-4, 5e-5, 2e-5, 1e-5: first LR, mean ratio
+    assert seed["stage_lr_base"] == 1e-4 and seed["stage_lr_decay"] == pytest.approx(0.1 ** (1 / 3))
+    assert space.to_config(seed).stage_lrs == (1e-4, 5e-5, 2e-5, 1e-5)  # exactly its own
+    near = space.to_config({**seed, "stage_lr_decay": 0.5})
+    assert near.stage_lrs == (1e-4, 5e-5, 2.5e-5, 1.25e-5)
+    deeper = space.to_config({**seed, "unfreeze_step": 30})  # the seed's LRs at another depth
+    assert deeper.stage_lrs == (1e-4, 5e-5, 2e-5, 1e-5) and deeper.unfreeze_depth == 120
+
+
 def write(tmp_path: Path, body: str) -> Path:
     f = tmp_path / "space.yaml"
     f.write_text(f"base_config: {SPACES_DIR.parent / 'configs' / 'seed.yaml'}\n{body}")
@@ -85,6 +106,15 @@ def write(tmp_path: Path, body: str) -> Path:
      "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n",
      "'unfreeze_stages'"),
     ("params:\n  unfreeze_stages: {type: int, low: 0, high: 3}\n", "stage_lr"),
+    ("params:\n  unfreeze_stages: {type: int, low: 0, high: 3}\n"
+     "  stage_lr_base: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n", "'stage_lr_decay'"),
+    ("params:\n  unfreeze_stages: {type: int, low: 0, high: 3}\n"
+     "  stage_lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true, per_stage: true}\n"
+     "  stage_lr_base: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n"
+     "  stage_lr_decay: {type: float, low: 0.1, high: 1.0}\n", "keep one form"),
+    ("params:\n  unfreeze_stages: {type: int, low: 0, high: 3}\n"
+     "  stage_lr_base: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n"
+     "  stage_lr_decay: {type: float, low: 0.0, high: 1.0}\n", "'stage_lr_decay'"),
     ("paramz:\n  dropout: {type: float, low: 0.0, high: 0.5}\n", "'paramz'"),
     ("params: {}\n", "'params'"),
     ("fixed: {head_epoch: 3}\nparams:\n  dropout: {type: float, low: 0.0, high: 0.5}\n",

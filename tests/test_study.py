@@ -477,16 +477,16 @@ def test_resumes_draw_their_own_sampler_seeds_unless_pinned(tmp_path):
         assert len(drawn) == distinct, (pinned, drawn)
 
 
-@pytest.mark.parametrize("rule", ["halving", "median"])
-def test_the_stage_end_pruner_decides_as_optuna_s_pruner_on_stage_steps(rule):
+@pytest.mark.parametrize("rule,first", [("halving", 1), ("halving", 2), ("median", 1)])
+def test_the_stage_end_pruner_decides_as_optuna_s_pruner_on_stage_steps(rule, first):
     """The stage pruners read stage ends from an attribute (the intermediate values are per
     epoch); fed the same stage-end values, they prune exactly where Optuna's SuccessiveHalving
     and Median pruners, reporting stage ends as steps, do (40 trials of up to 6 stage ends,
     each decision changing what later trials compete with)."""
     from search.tuning.pruning import STAGE_ENDS, StageEndPruner
 
-    ours = StageEndPruner(rule, reduction_factor=2, n_startup_trials=4, first_stage=1)
-    theirs = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    ours = StageEndPruner(rule, reduction_factor=2, n_startup_trials=4, first_stage=first)
+    theirs = (optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=2)
               if rule == "halving" else optuna.pruners.MedianPruner(n_startup_trials=4,
                                                                      n_warmup_steps=1))
     a = optuna.create_study(direction="maximize", pruner=ours)
@@ -517,6 +517,24 @@ def test_the_stage_end_pruner_decides_as_optuna_s_pruner_on_stage_steps(rule):
                 else study.tell(t, last if last == last else 0.0)
     assert decisions["ours"] == decisions["theirs"]
     assert sum(d is not None for d in decisions["ours"]) >= 5  # it did prune
+    if rule == "halving":  # its rungs only: stage ends first, 2 x first, 4 x first
+        assert {d for d in decisions["ours"] if d is not None} <= {first, 2 * first, 4 * first}
+
+
+def test_stage_late_never_judges_a_trial_at_the_end_of_its_first_stage():
+    from search.tuning.pruning import STAGE_ENDS
+    from search.tuning.study import make_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("stage-late", 40))
+    for v in (0.9, 0.8, 0.7, 0.6):  # earlier trials, far ahead at both stage ends
+        t = study.ask()
+        t.set_user_attr(STAGE_ENDS, {"1": v, "2": v})
+        study.tell(t, v)
+    t = study.ask()
+    t.set_user_attr(STAGE_ENDS, {"1": 0.1})
+    assert not t.should_prune()  # the worst at stage 1 goes on
+    t.set_user_attr(STAGE_ENDS, {"1": 0.1, "2": 0.2})
+    assert t.should_prune()  # and is judged at stage 2
 
 
 def _dashboard_get(storage_url: str, path: str):
