@@ -96,6 +96,8 @@ def test_mlflow_tags_a_pruned_trial_with_why_and_logs_one_point_per_epoch(tmp_pa
     assert [m.value for m in c.get_metric_history(child.info.run_id, "stage")] == [0, 0, 1]
     assert c.get_metric_history(child.info.run_id, "loss") == []  # a NaN is not logged
     assert parent.data.tags["git.commit"] == "abc" and parent.data.params["pruner"] == "stage"
+    # a local store's artifacts go beside the study's results, not into ./mlruns of the cwd
+    assert c.get_experiment_by_name("s1").artifact_location == (tmp_path / "mlflow-artifacts").as_uri()
 
 
 def _free_port() -> int:

@@ -62,6 +62,7 @@ class MLflowTracker(SearchCallback):
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)
+        self.local = urllib.parse.urlsplit(uri).scheme not in ("http", "https", "databricks")
         self.parent: str | None = None
         self.experiment: str | None = None
         self.runs: dict[int, str] = {}  # trial number -> child run id
@@ -72,7 +73,12 @@ class MLflowTracker(SearchCallback):
 
         c = self.client
         exp = c.get_experiment_by_name(info.study_name)
-        self.experiment = exp.experiment_id if exp else c.create_experiment(info.study_name)
+        # A local store (sqlite:, file:, a path) would put artifacts in ./mlruns of whatever the
+        # current folder is; they go beside the study's results instead. A server keeps its own.
+        where = ((Path(info.study_dir).resolve() / "mlflow-artifacts").as_uri() if self.local
+                 else None)
+        self.experiment = (exp.experiment_id if exp
+                           else c.create_experiment(info.study_name, artifact_location=where))
         found = c.search_runs([self.experiment], "tags.`optuna.role` = 'study'",
                               max_results=1, order_by=["attributes.start_time ASC"])
         if found:
