@@ -49,6 +49,8 @@ MAX_DEPTH = 174  # layers of ResNet50 (no top) above its input: the most a stage
 STAGE_PARAM = "stage_lr"  # the one per-stage param: it fills TrainConfig.stage_lrs
 STAGES_PARAM = "unfreeze_stages"  # not a config key: unfreeze_depth = stages x unfreeze_step
 LR_BASE, LR_DECAY = "stage_lr_base", "stage_lr_decay"  # not config keys: stage i's LR = base x decay^(i-1)
+LR_PAIR = (LR_BASE, LR_DECAY)
+NOT_KEYS = (STAGES_PARAM, *LR_PAIR)  # scalar params that set config keys of other names
 KEYS = {"float": {"type", "low", "high", "log", "step", "per_stage"},
         "int": {"type", "low", "high", "log", "step"},
         "categorical": {"type", "choices"}}
@@ -142,7 +144,7 @@ class Space:
         """A trial's values (flat names, stage_lr_i included) on top of the base config."""
         d = self.base.to_dict()
         for p in self.params:
-            if not p.per_stage and p.name not in (STAGES_PARAM, LR_BASE, LR_DECAY):
+            if not p.per_stage and p.name not in NOT_KEYS:
                 d[p.name] = values[p.name]
         if STAGES_PARAM in values:
             d["unfreeze_depth"] = int(values[STAGES_PARAM]) * d["unfreeze_step"]
@@ -162,7 +164,7 @@ class Space:
     def seed_values(self) -> dict[str, Any]:
         """The base config (the seed recipe) as values of this space's params."""
         out = {p.name: (self.base.n_stages if p.name == STAGES_PARAM else getattr(self.base, p.name))
-               for p in self.params if not p.per_stage and p.name not in (LR_BASE, LR_DECAY)}
+               for p in self.params if not p.per_stage and p.name not in LR_PAIR}
         if self.stage_param is not None:
             out.update(zip(self.stage_names(self.base.n_stages), self.base.stage_lrs))
         if self.lr_decay_form:
@@ -252,7 +254,7 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
                           "flag) instead.")
     per_stage = spec.get("per_stage", False)
     field_types = {f.name: f.type for f in fields(TrainConfig)}
-    target = ("float" if per_stage or name in (LR_BASE, LR_DECAY)
+    target = ("float" if per_stage or name in LR_PAIR
               else "int" if name == STAGES_PARAM else field_types.get(name))
     if per_stage and name != STAGE_PARAM:
         raise ConfigError(f"{where}: key 'per_stage' is only for '{STAGE_PARAM}'.")
@@ -268,7 +270,7 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
             if name == STAGES_PARAM:
                 _check_stage_count(where, c)
                 continue
-            if name in (LR_BASE, LR_DECAY):
+            if name in LR_PAIR:
                 _check_lr_value(where, c)
                 continue
             TrainConfig.from_dict({**base.to_dict(), name: c, **_stage_fill(base, name, c)},
@@ -301,7 +303,7 @@ def _param(path: Path, name: str, spec: Any, base: TrainConfig) -> Param:
     for v in (low, high):  # both ends must make a valid config (e.g. dropout < 1)
         if name == STAGES_PARAM:
             _check_stage_count(where, v)
-        elif name in (LR_BASE, LR_DECAY):
+        elif name in LR_PAIR:
             _check_lr_value(where, v)
         elif not per_stage:
             TrainConfig.from_dict({**base.to_dict(), name: v, **_stage_fill(base, name, v)},
@@ -331,7 +333,7 @@ def _stage_fill(base: TrainConfig, name: str, value: Any) -> dict:
 
 
 def _check_stages(space: Space) -> None:
-    pair = [space.param(n) is not None for n in (LR_BASE, LR_DECAY)]
+    pair = [space.param(n) is not None for n in LR_PAIR]
     if any(pair) and not all(pair):
         raise ConfigError(f"{space.path}: params '{LR_BASE}' and '{LR_DECAY}' come as a pair (stage "
                           f"i's LR = base x decay^(i-1)); add the missing one.")
