@@ -1,12 +1,17 @@
 """Process-wide set-up, done once at a process's start (the CLI's `main`, a worker's entry), never
 on import: TensorFlow's log level (before it starts), the Python loggers and warning filters, and
-optionally TensorFlow's thread pools."""
+optionally TensorFlow's thread pools; and the interrupt latch (Ctrl-C remembered for the process).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def configure(search: bool = False, threads: int | None = None) -> None:
@@ -30,3 +35,43 @@ def configure(search: bool = False, threads: int | None = None) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+_signals: list[int] = []  # the interrupts this process received (the latch); main() resets it
+
+
+def note_interrupt(signum: int, frame=None) -> None:
+    """A signal handler: remember the interrupt, then raise KeyboardInterrupt as Python's own
+    handler does. The exception alone is not enough: one raised while TensorFlow's C++ code is
+    running Python (tracing a function) can be dropped, or turned into a RuntimeError by pybind11.
+    The latch is what check_interrupt and the CLI's exit status rely on."""
+    _signals.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupted() -> int | None:
+    """The first interrupt's signal number since the latch was installed, or None."""
+    return _signals[0] if _signals else None
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if an interrupt was received, even one whose exception was lost:
+    called before any step that must not run after a Ctrl-C (publishing final outputs)."""
+    if _signals:
+        raise KeyboardInterrupt(f"signal {_signals[0]} (received earlier)")
+
+
+@contextmanager
+def interrupt_latch() -> Iterator[None]:
+    """Ctrl-C goes through note_interrupt for the block, with a latch that is fresh at its start and
+    cleared at its end; then the previous handler is back. Outside the main thread (no signal
+    handlers there) only the latch."""
+    _signals.clear()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, note_interrupt) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        _signals.clear()

@@ -15,7 +15,7 @@ import traceback
 
 from search.cli import bench_cmds, recipe_cmds, study_cmds
 from search.errors import SearchFailed, UserError
-from search.process import configure
+from search.process import configure, interrupt_latch, interrupted
 from search.secrets import process_secrets, scrub
 
 MODULES = (study_cmds, recipe_cmds, bench_cmds)  # in the order `-h` lists their commands
@@ -39,15 +39,28 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in handlers and argv[0] not in ("-h", "--help")):
         argv = ["search", *argv]
     args = build_parser().parse_args(argv)
+    with interrupt_latch():  # a Ctrl-C ends the run with 130, even one TensorFlow swallowed
+        return _dispatch(handlers[args.command], args)
+
+
+def _dispatch(handler, args) -> int:
+    """The handler's exit status; one line, not a traceback, for the errors users meet."""
     try:
-        return handlers[args.command](args)
-    except (UserError, SearchFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        code = handler(args)
+        if interrupted() is None:
+            return code
+        raise KeyboardInterrupt  # received, but its exception was lost on the way
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # the last handler: one scrubbed line, the traceback to a file
+    except Exception as e:
+        if interrupted() is not None:  # e.g. pybind11's RuntimeError around a KeyboardInterrupt
+            print("interrupted", file=sys.stderr)
+            return 130
+        if isinstance(e, (UserError, SearchFailed)):
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        # the last handler: one scrubbed line, the traceback to a file
         urls = [u for u in (getattr(args, "storage", None), *process_secrets()) if u]
         where = _write_traceback(scrub(traceback.format_exc(), *urls))
         print(f"error: unexpected {type(e).__name__}: {scrub(str(e), *urls)[:300]}; "

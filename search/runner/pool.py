@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from search.process import note_interrupt
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.runner.events import Listener, Outcome
@@ -138,7 +139,7 @@ def closing_on_interrupt(runner) -> Iterator:
     when the block does. Main thread only (signal handlers)."""
     def interrupt(signum, frame):
         runner.close(wait=False)
-        raise KeyboardInterrupt(f"signal {signum}")
+        note_interrupt(signum)  # raises KeyboardInterrupt, and latches it for the exit status
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 from search.files import within
+from search.process import check_interrupt
 
 # Per-stage lists kept on every finished trial (Optuna user attrs, KerasTuner record.json), and
 # spread into stage_<k>_<name> columns by the report's trials table.
@@ -59,6 +60,7 @@ def publish_final(study_dir: Path, folder: Path) -> None:
     the filesystem has no symlinks (exFAT, some network mounts), `best.json` names the folder
     instead (written atomically: readers resolve it once, see final_dir) and the top-level names
     are copies."""
+    check_interrupt()  # never publish after a Ctrl-C, even one whose exception was lost
     study_dir = Path(study_dir)
     best = study_dir / "best"
     if best.is_dir() and not best.is_symlink():
@@ -116,6 +118,7 @@ def final_dir(study_dir: Path) -> Path:
     """The folder holding the current final outputs, resolved once so that every file read from
     it belongs to the same finalize: through `best`, else `best.json` (no symlinks), else the
     study folder itself (the flat layout of old runs)."""
+    check_interrupt()  # never publish after a Ctrl-C, even one whose exception was lost
     study_dir = Path(study_dir)
     best = study_dir / "best"
     if best.is_dir():  # a link (or a folder copied in its place)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from search.files import atomic_path, write_json
+from search.process import check_interrupt
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.recipe.evaluate import format_metrics, metrics, predict_probs
@@ -48,6 +49,7 @@ def retrain(config: TrainConfig, data: Data, seeds: int, out_dir: Path, label: s
         write_start(run_dir, cfg)
         log(f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})")
         result = train(cfg, data, log=log, stages=stages, networks=networks)
+        check_interrupt()  # a Ctrl-C that TensorFlow swallowed ends the retrain here
         write_history(run_dir, result.history)
         probs = predict_probs(result.model, data.x_test)
         m = metrics(np.asarray(data.y_test), probs.argmax(axis=1), data.class_names)

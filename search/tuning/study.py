@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import SearchFailed, UserError
+from search.process import check_interrupt
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.secrets import MASK, safe_url
@@ -210,6 +211,7 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
                 tqdm.write(f"stopping: the last {streak[0]} trials failed (--max-failures "
                            f"{max_failures})")
                 st.stop()
+        check_interrupt()  # a Ctrl-C lost inside an in-process trial stops the search here
 
     t0 = time.time()
     try:
