@@ -40,6 +40,7 @@ LR_DECAY = str(SPACES_DIR / "lr-decay.yaml")
 SETTINGS = {s.name: s for s in (
     Setting("stage", pruner="stage"),  # the default since #13
     Setting("stage-late", pruner="stage-late"),
+    Setting("prior", sampler="prior", pruner="stage"),  # around the seed recipe and the incumbent
     Setting("lr-decay", pruner="stage", space=LR_DECAY),
     Setting("lr-decay-late", pruner="stage-late", space=LR_DECAY),
     Setting("stage-median", pruner="stage-median"),
