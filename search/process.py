@@ -37,7 +37,7 @@ def configure(search: bool = False, threads: int | None = None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-_signals: list[int] = []  # the interrupts this process received (the latch); main() resets it
+_signals: list[int] = []  # the interrupts received (the latch); interrupt_latch clears it
 
 
 def note_interrupt(signum: int, frame=None) -> None:

@@ -15,7 +15,7 @@ import traceback
 
 from search.cli import bench_cmds, recipe_cmds, study_cmds
 from search.errors import SearchFailed, UserError
-from search.process import configure, interrupt_latch, interrupted
+from search.process import check_interrupt, configure, interrupt_latch, interrupted
 from search.secrets import process_secrets, scrub
 
 MODULES = (study_cmds, recipe_cmds, bench_cmds)  # in the order `-h` lists their commands
@@ -44,28 +44,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(handler, args) -> int:
-    """The handler's exit status; one line, not a traceback, for the errors users meet."""
+    """The handler's exit status; 130 after a Ctrl-C, whatever became of its KeyboardInterrupt."""
     try:
         code = handler(args)
-        if interrupted() is None:
-            return code
-        raise KeyboardInterrupt  # received, but its exception was lost on the way
+        check_interrupt()  # received, but its exception was lost on the way
+        return code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        pass
     except Exception as e:
-        if interrupted() is not None:  # e.g. pybind11's RuntimeError around a KeyboardInterrupt
-            print("interrupted", file=sys.stderr)
-            return 130
-        if isinstance(e, (UserError, SearchFailed)):
-            print(f"error: {e}", file=sys.stderr)
-            return e.exit_code
-        # the last handler: one scrubbed line, the traceback to a file
-        urls = [u for u in (getattr(args, "storage", None), *process_secrets()) if u]
-        where = _write_traceback(scrub(traceback.format_exc(), *urls))
-        print(f"error: unexpected {type(e).__name__}: {scrub(str(e), *urls)[:300]}; "
-              f"the full traceback (passwords masked) is in {where}", file=sys.stderr)
-        return 1
+        if interrupted() is None:  # else e.g. pybind11's RuntimeError around a KeyboardInterrupt
+            return _report(e, args)
+    print("interrupted", file=sys.stderr)
+    return 130
+
+
+def _report(e: Exception, args) -> int:
+    """One line, not a traceback, for the errors users meet; the last handler writes the scrubbed
+    traceback to a file."""
+    if isinstance(e, (UserError, SearchFailed)):
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    urls = [u for u in (getattr(args, "storage", None), *process_secrets()) if u]
+    where = _write_traceback(scrub(traceback.format_exc(), *urls))
+    print(f"error: unexpected {type(e).__name__}: {scrub(str(e), *urls)[:300]}; "
+          f"the full traceback (passwords masked) is in {where}", file=sys.stderr)
+    return 1
 
 
 def run() -> None:

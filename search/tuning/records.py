@@ -118,7 +118,6 @@ def final_dir(study_dir: Path) -> Path:
     """The folder holding the current final outputs, resolved once so that every file read from
     it belongs to the same finalize: through `best`, else `best.json` (no symlinks), else the
     study folder itself (the flat layout of old runs)."""
-    check_interrupt()  # never publish after a Ctrl-C, even one whose exception was lost
     study_dir = Path(study_dir)
     best = study_dir / "best"
     if best.is_dir():  # a link (or a folder copied in its place)
