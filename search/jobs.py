@@ -134,6 +134,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     from search.report.page import make_report, trials_table
     from search.runner.pool import closing_on_interrupt
     from search.tuning.identity import report_unit
+    from search.tuning.in_order import default_lag
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
     from search.tuning.study import check_outcome, create_or_resume, finalize, run
@@ -146,12 +147,13 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     ident = data_identity(source)  # hashes every image: once
     shared = is_server(url) or url.startswith("journal:")  # workers may start together
     jobs = opts.jobs_to_run()
+    lag = default_lag(jobs) if jobs > 1 and not shared and not opts.any_order else 0
     study, resumed = create_or_resume(
         opts.study_name, url, space, opts.sampler, opts.pruner,
         space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
         heartbeat=default_heartbeat(url, opts.heartbeat), data=ident,
         pinned=opts.sampler_seed is not None, shared=shared, concurrent=shared or jobs > 1,
-        adopt=opts.adopt)
+        adopt=opts.adopt, lag=lag)
     study_dir = opts.study_dir
     _write_study_start(study_dir, space, data)
     write_json(study_dir / "data.json", {**ident, "train": len(data.x_train),
@@ -169,7 +171,9 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
     runner = _runner(opts, data, cache, space.max_depth(), jobs)
     if jobs > 1:
-        print(f"{jobs} trials side by side, each in its own worker process")
+        print(f"{jobs} trials side by side, each in its own worker process" +
+              (f"; trial k drawn from trials 0..k-{lag} (in order: the same seed gives the same "
+               "study)" if lag else ""))
     objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,),
                           watch=watch)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache

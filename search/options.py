@@ -110,7 +110,8 @@ class SearchOptions(RunOptions):
     heartbeat: int | None = None
     max_failures: int = 5  # consecutive failed trials that stop the search (0: never)
     sampler_seed: int | None = None  # None: the config's seed; random on a resume or shared storage
-    jobs: int = 1  # trials side by side in worker processes; 0: one per GPU, else per core
+    jobs: int = 0  # trials side by side in worker processes; 0: one per GPU, else per core
+    any_order: bool = False  # --jobs N without the in-order draw (search.tuning.in_order)
     adopt: bool = False  # bind a study that records no identity to this search's
     no_final: bool = False
     retrain_seeds: int = 1
@@ -153,7 +154,7 @@ class SearchOptions(RunOptions):
             raise UserError("--progress-every must be a number of seconds above 0.")
         if self.jobs < 0:
             raise UserError("--jobs must be 0 (one per GPU, or per core) or more.")
-        if self.no_isolate and self.jobs != 1:
+        if self.no_isolate and self.jobs > 1:
             raise UserError("--jobs runs trials side by side in worker processes; drop "
                             "--no-isolate, or pass --jobs 1.")
         name = self.study_name
@@ -186,7 +187,10 @@ class SearchOptions(RunOptions):
         return argv
 
     def jobs_to_run(self) -> int:
-        """--jobs, with 0 resolved from the machine (search.runner.pool.default_jobs)."""
+        """--jobs, with 0 resolved from the machine (search.runner.pool.default_jobs), or 1 with
+        --no-isolate (trials in this process)."""
+        if self.no_isolate:
+            return 1
         if self.jobs:
             return self.jobs
         from search.runner.pool import default_jobs

@@ -255,6 +255,21 @@ def test_jobs_run_distinct_trials_side_by_side_and_each_value_is_reproduced_with
     assert {tuple(sorted(t.params.items())): t.value for t in trials} == redo
 
 
+def test_jobs_in_order_give_the_same_study_on_every_run_of_the_same_seed(tmp_path, data_dir):
+    """--jobs 2 with TPE and the stage pruner (the defaults): two runs, two studies, the same
+    trials, states and values (search.tuning.in_order), though their trials' times differ."""
+    storage = default_storage(tmp_path / "res")
+    runs = {}
+    for name in ("first", "second"):
+        out = finish(worker(tmp_path, data_dir, storage, name, 7, "--jobs", "2"))
+        assert "trial k drawn from trials 0..k-4" in out
+        runs[name] = [(t.number, t.state, t.params, t.value)
+                      for t in optuna.load_study(study_name=name, storage=storage).trials]
+    assert runs["first"] == runs["second"]
+    assert len(runs["first"]) == 7 and all(s in FINISHED for _, s, _, _ in runs["first"])
+    assert len({tuple(sorted(p.items())) for _, _, p, _ in runs["first"]}) == 7
+
+
 def running_trial(storage, name, deadline=300):
     """Wait until a trial of the study is running and has reported an epoch; return it. A URL
     becomes one storage here, so that a poll takes milliseconds, not a new engine's start."""

@@ -9,6 +9,7 @@ end, with Optuna's own rules:
   halving   SuccessiveHalvingPruner(min_resource=1, reduction_factor=2) on stage indices: at
             stage ends 1, 2, 4 ..., a trial goes on only if in the top half of every trial that
             reached that stage end (pruned ones included; the first ones always go on)
+            (with `lag`, only trials started `lag` or more trials earlier count: --jobs N)
   median    MedianPruner(n_startup_trials=4, n_warmup_steps=1): from stage end 1, once 4 trials
             completed, a trial behind the median of the completed ones at that stage end stops
 Studies from before 2026-11-30 reported stage ends as intermediate values (step = stage); their
@@ -43,11 +44,14 @@ def promotable(value: float, competing: list[float], reduction_factor: int) -> b
 
 class StageEndPruner(optuna.pruners.BasePruner):
     def __init__(self, rule: str = "halving", reduction_factor: int = 2, n_startup_trials: int = 4,
-                 first_stage: int = 1):
+                 first_stage: int = 1, lag: int = 0):
+        """lag > 0: trial k is judged only against trials 0 .. k-lag, which have ended before it
+        started when trials run in order (search.tuning.in_order): a verdict that does not
+        depend on which trials beside it got how far."""
         if rule not in ("halving", "median"):
             raise ValueError(f"rule must be 'halving' or 'median', not {rule!r}")
         self.rule, self.reduction_factor = rule, reduction_factor
-        self.n_startup_trials, self.first_stage = n_startup_trials, first_stage
+        self.n_startup_trials, self.first_stage, self.lag = n_startup_trials, first_stage, lag
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         ends = stage_ends(trial)
@@ -55,6 +59,8 @@ class StageEndPruner(optuna.pruners.BasePruner):
             return False
         stage = max(ends)
         others = study.get_trials(deepcopy=False)
+        if self.lag:
+            others = [t for t in others if t.number <= trial.number - self.lag]
         if self.rule == "median":  # PercentilePruner.prune's order of checks
             done = [t for t in others if t.state == TrialState.COMPLETE]
             if len(done) == 0 or len(done) < self.n_startup_trials or stage < self.first_stage:

@@ -20,6 +20,7 @@ from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.secrets import MASK, safe_url
 from search.tuning import identity
+from search.tuning.in_order import InOrderSampler
 from search.tuning.optuna_space import all_distributions
 from search.tuning.prior import PriorSampler
 from search.tuning.pruning import StageEndPruner
@@ -32,10 +33,15 @@ PRUNERS = ("stage", "stage-late", "stage-median", "median", "hyperband", "sha", 
 
 
 def make_sampler(name: str, seed: int, concurrent: bool = False,
-                 prior: dict | None = None) -> optuna.samplers.BaseSampler:
+                 prior: dict | None = None, lag: int = 0,
+                 start: int = 0) -> optuna.samplers.BaseSampler:
     """`concurrent`: trials run side by side (--jobs, or workers on a shared storage), so TPE
     treats the running ones as if they had scored badly (its constant liar) rather than drawing
-    the same region again while they run. `prior`: the seed recipe's values (`prior` only)."""
+    the same region again while they run. `prior`: the seed recipe's values (`prior` only).
+    `lag` > 0: trials side by side in this process, each drawn in order from a fixed view of the
+    trials `lag` before it (search.tuning.in_order), so the same seed gives the same study."""
+    if lag:
+        return InOrderSampler(lambda s: make_sampler(name, s, False, prior), seed, lag, start)
     if name == "tpe":  # multivariate + group: models the conditional stage LRs jointly
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           constant_liar=concurrent)
@@ -50,17 +56,18 @@ def make_sampler(name: str, seed: int, concurrent: bool = False,
     raise UserError(f"unknown sampler '{name}'; use one of {', '.join(SAMPLERS)}.")
 
 
-def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, max_epochs: int, lag: int = 0) -> optuna.pruners.BasePruner:
+    """`lag`: the stage pruners judge trial k against trials 0 .. k-lag only (in-order --jobs)."""
     if name == "stage":  # successive halving on stage ends: after stages 1 and 2, a trial goes
         # on only if in the top half of every trial that reached that stage, pruned ones included.
         # Stage 0 (the head alone) is no rung: trials that differ in fine-tuning look alike there.
-        return StageEndPruner("halving", reduction_factor=2, first_stage=1)
+        return StageEndPruner("halving", reduction_factor=2, first_stage=1, lag=lag)
     if name == "stage-late":  # the same from stage 2 (rungs at stage ends 2 and 4): the end of
         # stage 1 ranks a deep recipe against a shallow one poorly (docs/benchmarks.md, fidelity)
-        return StageEndPruner("halving", reduction_factor=2, first_stage=2)
+        return StageEndPruner("halving", reduction_factor=2, first_stage=2, lag=lag)
     if name == "stage-median":  # the median of *completed* trials at each stage end from stage 1:
         # the survivors set the bar, so it rises until nearly every trial is pruned at stage 1
-        return StageEndPruner("median", n_startup_trials=4, first_stage=1)
+        return StageEndPruner("median", n_startup_trials=4, first_stage=1, lag=lag)
     if name == "median":  # compare from the 3rd epoch on, once 5 trials have finished
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if name == "hyperband":  # Optuna's advice for TPE; rungs at epochs 2, 6, 18 (of ~40)
@@ -95,7 +102,7 @@ def check_compatible(study: optuna.Study, space: Space, url: str) -> None:
 def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: str, seed: int,
                      heartbeat: int | None = None, data: dict | None = None,
                      pinned: bool = True, shared: bool = False, concurrent: bool = False,
-                     adopt: bool = False):
+                     adopt: bool = False, lag: int = 0):
     """The study `name`, created (with the seed recipe enqueued as its first trial) or resumed
     (after checking that space, base config and data match). Returns (study, resumed).
 
@@ -137,9 +144,14 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
                   "trial 0 samples those instead.")
     if not pinned and (shared or resumed):
         seed = salted_seed()
+    start = len(study.get_trials(deepcopy=False)) if resumed else 0  # see in_order.view
+    if lag and not pruner.startswith("stage") and pruner != "none":
+        print(f"note: --pruner {pruner} judges trials against whichever ran beside them, so with "
+              "--jobs the same seed may not give the same study; the stage pruners and none do.")
     study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=make_sampler(sampler, seed, concurrent, seed_params),
-                              pruner=make_pruner(pruner, space.max_epochs()))
+                              sampler=make_sampler(sampler, seed, concurrent, seed_params, lag,
+                                                   start),
+                              pruner=make_pruner(pruner, space.max_epochs(), lag))
     return study, resumed
 
 
