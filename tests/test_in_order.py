@@ -109,3 +109,18 @@ def test_the_stage_pruner_with_a_lag_judges_a_trial_only_against_trials_started_
     assert StageEndPruner("halving", first_stage=1).prune(study, trial)  # behind trials 2, 3
     assert not StageEndPruner("halving", first_stage=1, lag=3).prune(study, trial)  # sees 0, 1
     assert StageEndPruner("halving", first_stage=1, lag=1).prune(study, trial)
+
+
+def test_a_trials_line_shows_its_training_time_apart_from_its_wait():
+    from datetime import datetime, timedelta
+
+    from search.tuning.study import trial_line
+
+    t = create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 1e-3},
+                     distributions={"x": X}, user_attrs={"waited_s": 12.0})
+    t.datetime_start = datetime(2026, 1, 1)
+    t.datetime_complete = t.datetime_start + timedelta(seconds=20)
+    line = trial_line(t)
+    assert "   8.0s" in line and "[waited 12s for trials before it]" in line
+    t.user_attrs = {}
+    assert "  20.0s" in trial_line(t) and "waited" not in trial_line(t)

@@ -263,8 +263,9 @@ def test_jobs_in_order_give_the_same_study_on_every_run_of_the_same_seed(tmp_pat
     for name in ("first", "second"):
         out = finish(worker(tmp_path, data_dir, storage, name, 7, "--jobs", "2"))
         assert "trial k drawn from trials 0..k-4" in out
-        runs[name] = [(t.number, t.state, t.params, t.value)
-                      for t in optuna.load_study(study_name=name, storage=storage).trials]
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+        assert all(t.user_attrs["waited_s"] >= 0 for t in trials)  # its wait, apart from training
+        runs[name] = [(t.number, t.state, t.params, t.value) for t in trials]
     assert runs["first"] == runs["second"]
     assert len(runs["first"]) == 7 and all(s in FINISHED for _, s, _, _ in runs["first"])
     assert len({tuple(sorted(p.items())) for _, _, p, _ in runs["first"]}) == 7

@@ -5,7 +5,8 @@ listener whatever runs the trial (this process or a worker): at every epoch end 
 pruners) or every stage end (the stage pruners) it reports to the trial and asks the pruner, as
 optuna-integration's KerasPruningCallback does, for both units. What a trial leaves:
   user attrs  config (the full resolved TrainConfig), stage_seconds, stage_epochs, stage_best_val,
-              epochs, run_dir, and failure (why a trial was pruned for divergence or failed)
+              epochs, run_dir, waited_s (before it was drawn), and failure (why a trial was
+              pruned for divergence or failed)
   files       <study dir>/trials/<number>/{config.yaml,command.txt,history.csv,curves.png}
   note        an optuna-dashboard note on every finished trial: outcome, and per stage the layers
               open, LR, epochs, seconds, best val accuracy and why it stopped
@@ -14,6 +15,7 @@ optuna-integration's KerasPruningCallback does, for both units. What a trial lea
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -29,6 +31,7 @@ from search.tuning.records import artifact_dir, stage_attrs, trial_dir
 from search.tuning.space import Space
 
 MONITOR = "val_accuracy"
+WAITED = "waited_s"
 
 
 def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
@@ -90,6 +93,10 @@ class Objective:
         return listen
 
     def __call__(self, trial: optuna.Trial) -> float:
+        # the seconds between the trial's creation and now: its wait for its in-order view
+        # (search.tuning.in_order); the line and report show how long it trained, without it
+        waited = (datetime.now() - trial.datetime_start).total_seconds()
+        trial.set_user_attr(WAITED, round(waited, 1))
         values = suggest(trial, self.space)
         config = self.space.to_config(values)
         run_dir = trial_dir(self.study_dir, trial.number)

@@ -175,7 +175,8 @@ def _recover(study: optuna.Study, heartbeat: int | None) -> None:
 
 
 def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epoch") -> str:
-    secs = t.duration.total_seconds() if t.duration else float("nan")
+    waited = float(t.user_attrs.get("waited_s", 0.0))  # for its in-order view (--jobs)
+    secs = t.duration.total_seconds() - waited if t.duration else float("nan")
     value = f"{t.value:.4f}" if t.value is not None else "  -   "
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in t.params.items())
@@ -189,6 +190,7 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
     tag = " (seed recipe)" if t.user_attrs.get("seed_recipe") else ""
     best_s = f"  best {best.value:.4f} (#{best.number})" if best is not None else ""
     cache = f"  [{t.user_attrs['cache']}]" if "cache" in t.user_attrs else ""
+    cache += f"  [waited {waited:.0f}s for trials before it]" if waited >= 1 else ""
     return (f"trial {t.number:>3}{tag}  {t.state.name:<8} value {value}  {secs:6.1f}s{best_s}  "
             f"{params}" + (f"  [{why}]" if why else "") + cache)
 
