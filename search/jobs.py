@@ -134,7 +134,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     from search.report.page import make_report, trials_table
     from search.runner.pool import closing_on_interrupt
     from search.tuning.identity import report_unit
-    from search.tuning.in_order import default_lag
+    from search.tuning.in_order import InOrderSampler, default_lag
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
     from search.tuning.study import check_outcome, create_or_resume, finalize, run
@@ -173,7 +173,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     if jobs > 1:
         print(f"{jobs} trials side by side, each in its own worker process" +
               (f"; trial k drawn from trials 0..k-{lag} (in order: the same seed gives the same "
-               "study)" if lag else ""))
+               "study)" if isinstance(study.sampler, InOrderSampler) else ""))
     objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,),
                           watch=watch)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache

@@ -124,3 +124,17 @@ def test_a_trials_line_shows_its_training_time_apart_from_its_wait():
     assert "   8.0s" in line and "[waited 12s for trials before it]" in line
     t.user_attrs = {}
     assert "  20.0s" in trial_line(t) and "waited" not in trial_line(t)
+
+
+def test_only_samplers_that_draw_from_the_view_alone_run_in_order(tmp_path, capsys):
+    from search.tuning.space import SPACES_DIR, load_space
+    from search.tuning.study import create_or_resume
+
+    space = load_space(str(SPACES_DIR / "tiny.yaml"))
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    for sampler, in_order in (("tpe", True), ("prior", True), ("random", True), ("qmc", False),
+                              ("cmaes", False)):
+        study, _ = create_or_resume(sampler, url, space, sampler, "stage", 0, lag=4)
+        assert isinstance(study.sampler, InOrderSampler) == in_order, sampler
+        assert study.pruner.lag == (4 if in_order else 0)  # without waiting, no lag
+    assert "the cmaes sampler keeps its state in the study" in capsys.readouterr().out

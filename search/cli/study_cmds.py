@@ -47,9 +47,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--jobs", type=int, default=d.jobs, metavar="N",
                    help="trials run side by side, each in its own worker process (default 0: one "
                    "per GPU, or on CPUs one per core up to memory and 8, each on its share of the "
-                   "cores; 1 with --no-isolate). Trial k is drawn from the trials before k-2N "
-                   "that ended and the N-1.. running ones (TPE's constant liar), so the same seed "
-                   "and N give the same study")
+                   "cores; 1 with --no-isolate). Trial k is drawn from trials 0..k-2N as they "
+                   "ended, kept apart from the later ones (as TPE's constant liar does), and "
+                   "waits for that view, so the same seed and N give the same study")
     p.add_argument("--any-order", action="store_true",
                    help="with --jobs N, start each trial as soon as a worker is free, drawn from "
                    "whatever has ended (no waiting, but the same seed no longer gives the same "

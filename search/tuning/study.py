@@ -28,6 +28,8 @@ from search.tuning.space import Space
 from search.tuning.storage import open_storage
 
 SAMPLERS = ("tpe", "prior", "random", "cmaes", "qmc")
+IN_ORDER = ("tpe", "prior", "random")  # samplers that draw a trial from its view alone: CMA-ES
+# and QMC keep their state in the study they are given, which in order is a trial's own view
 METRIC = "val_accuracy"  # the objective: the best validation accuracy of a trial's run
 PRUNERS = ("stage", "stage-late", "stage-median", "median", "hyperband", "sha", "none")
 
@@ -145,6 +147,10 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     if not pinned and (shared or resumed):
         seed = salted_seed()
     start = len(study.get_trials(deepcopy=False)) if resumed else 0  # see in_order.view
+    if lag and sampler not in IN_ORDER:
+        print(f"note: the {sampler} sampler keeps its state in the study, so with --jobs it draws "
+              "from whatever has ended (as --any-order): the same seed may not give the same study.")
+        lag = 0
     if lag and not pruner.startswith("stage") and pruner != "none":
         print(f"note: --pruner {pruner} judges trials against whichever ran beside them, so with "
               "--jobs the same seed may not give the same study; the stage pruners and none do.")
