@@ -37,12 +37,14 @@ class Setting:
 
 CONV5 = str(SPACES_DIR / "conv5.yaml")
 LR_DECAY = str(SPACES_DIR / "lr-decay.yaml")
+WEIGHT_DECAY = str(SPACES_DIR / "weight-decay.yaml")
 SETTINGS = {s.name: s for s in (
     Setting("stage", pruner="stage"),  # the default since #13
     Setting("stage-late", pruner="stage-late"),
     Setting("prior", sampler="prior", pruner="stage"),  # around the seed recipe and the incumbent
     Setting("lr-decay", pruner="stage", space=LR_DECAY),
     Setting("lr-decay-late", pruner="stage-late", space=LR_DECAY),
+    Setting("weight-decay", pruner="stage", space=WEIGHT_DECAY),
     Setting("stage-median", pruner="stage-median"),
     Setting("old-default", pruner="hyperband", space=CONV5),  # the default before #13
     Setting("hyperband"), Setting("median", pruner="median"), Setting("sha", pruner="sha"),
