@@ -134,7 +134,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     from search.report.page import make_report, trials_table
     from search.runner.pool import closing_on_interrupt
     from search.tuning.identity import report_unit
-    from search.tuning.in_order import InOrderSampler, default_lag
+    from search.tuning.in_order import InOrderSampler, lag_for
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
     from search.tuning.study import check_outcome, create_or_resume, finalize, run
@@ -147,11 +147,15 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     ident = data_identity(source)  # hashes every image: once
     shared = is_server(url) or url.startswith("journal:")  # workers may start together
     jobs = opts.jobs_to_run()
-    lag = default_lag(jobs) if jobs > 1 and not shared and not opts.any_order else 0
+    heartbeat = default_heartbeat(url, opts.heartbeat)
+    lag = lag_for(jobs, shared, heartbeat, opts.any_order)
+    if jobs > 1 and heartbeat and not shared and not opts.any_order:
+        print("note: with --heartbeat, --jobs draws each trial from whatever has ended (as "
+              "--any-order): the same seed may not give the same study.")
     study, resumed = create_or_resume(
         opts.study_name, url, space, opts.sampler, opts.pruner,
         space.base.seed if opts.sampler_seed is None else opts.sampler_seed,
-        heartbeat=default_heartbeat(url, opts.heartbeat), data=ident,
+        heartbeat=heartbeat, data=ident,
         pinned=opts.sampler_seed is not None, shared=shared, concurrent=shared or jobs > 1,
         adopt=opts.adopt, lag=lag)
     study_dir = opts.study_dir

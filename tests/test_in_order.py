@@ -9,7 +9,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.tuning.in_order import PARAMS_SET, InOrderSampler, default_lag, view
+from search.tuning.in_order import PARAMS_SET, InOrderSampler, default_lag, lag_for, view
 from search.tuning.pruning import STAGE_ENDS, StageEndPruner
 
 X = FloatDistribution(1e-5, 1e-2, log=True)
@@ -138,3 +138,30 @@ def test_only_samplers_that_draw_from_the_view_alone_run_in_order(tmp_path, caps
         assert isinstance(study.sampler, InOrderSampler) == in_order, sampler
         assert study.pruner.lag == (4 if in_order else 0)  # without waiting, no lag
     assert "the cmaes sampler keeps its state in the study" in capsys.readouterr().out
+
+
+def test_another_processs_running_trial_is_not_waited_for():
+    """A trial this process did not draw (another process on the same SQLite file) is taken as it
+    is once it has been unknown for the grace period: a killed process's trial never ends."""
+    sampler = InOrderSampler(tpe, 0, lag=1, poll=0.01, grace=0.3)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.add_trial(create_trial(state=TrialState.RUNNING, params={"x": 1e-3},
+                                 distributions={"x": X}))  # not through before_trial: foreign
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.4, params={"x": 2e-3},
+                                 distributions={"x": X}))
+    t0 = time.monotonic()
+    trial = study.ask()  # trial 2: trials 0 .. 1 must have ended, but 0 is foreign
+    assert 0.3 <= time.monotonic() - t0 < 5
+    shadow, _ = sampler._of(study.trials[2])
+    assert [t.params for t in shadow.trials] == [{"x": 2e-3}]  # the foreign running one left out
+    study.tell(trial, 0.5)
+    assert view(study.trials, 3, lag=1, foreign=frozenset({0})) is not None
+
+
+def test_in_order_only_in_one_process_without_a_heartbeat_and_not_asked_otherwise():
+    assert lag_for(2, shared=False, heartbeat=None, any_order=False) == 4
+    assert lag_for(3, shared=False, heartbeat=0, any_order=False) == 6
+    assert lag_for(1, shared=False, heartbeat=None, any_order=False) == 0  # one at a time
+    assert lag_for(2, shared=True, heartbeat=None, any_order=False) == 0  # PostgreSQL, journal
+    assert lag_for(2, shared=False, heartbeat=60, any_order=False) == 0  # SQLite --heartbeat
+    assert lag_for(2, shared=False, heartbeat=None, any_order=True) == 0
