@@ -317,7 +317,7 @@ def test_stage_pruning_acts_at_stage_ends_alike_in_a_worker_and_in_process(tmp_p
     space = tmp_path / "staged.yaml"
     space.write_text(STAGED.format(seed=ROOT / "configs" / "seed.yaml"))
     runs = {}
-    for flag, name in ((["--no-isolate"], "inproc"), ([], "worker")):
+    for flag, name in ((["--no-isolate"], "inproc"), (["--jobs", "1"], "worker")):  # one worker
         argv = ["search", "--trials", "7", "--no-final", "--study-name", name, "--pruner", "stage",
                 "--sampler", "random", "--sampler-seed", "1", *flag]  # seed 1: some are pruned
         assert main([*argv, *common(tmp_path, str(space))]) == 0

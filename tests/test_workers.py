@@ -315,7 +315,7 @@ def test_a_stopped_worker_under_the_minimum_heartbeat_keeps_its_trial(tmp_path, 
     at a known moment; the trial completes once the worker goes on. Nothing runs twice."""
     name = f"stop-{uuid.uuid4().hex[:8]}"
     a = worker(tmp_path, data_dir, pg_url, name, 4, "--heartbeat", "5", "--sampler-seed", "0",
-               "--pruner", "none")
+               "--pruner", "none", "--jobs", "1")  # one running trial
     stalled = running_trial(pg_url, name)
     os.killpg(a.pid, signal.SIGSTOP)
     try:
