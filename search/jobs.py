@@ -149,7 +149,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     jobs = opts.jobs_to_run()
     heartbeat = default_heartbeat(url, opts.heartbeat)
     lag = lag_for(jobs, shared, heartbeat, opts.any_order)
-    if jobs > 1 and heartbeat and not shared and not opts.any_order:
+    if not lag and lag_for(jobs, shared, None, opts.any_order):  # in order but for the heartbeat
         print("note: with --heartbeat, --jobs draws each trial from whatever has ended (as "
               "--any-order): the same seed may not give the same study.")
     study, resumed = create_or_resume(

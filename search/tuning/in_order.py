@@ -34,6 +34,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 PARAMS_SET = "config"  # user attr a trial has once all its params are drawn (search.tuning.objective)
+WAITED = "waited_s"  # user attr: the seconds a trial waited for its view before it was drawn
 
 
 def default_lag(jobs: int) -> int:

@@ -25,13 +25,13 @@ from search.files import write_atomic
 from search.recipe.run_dir import write_history, write_start
 from search.runner.events import Diverged, EpochEnd, StageEnd, Stopped
 from search.secrets import scrub
+from search.tuning.in_order import PARAMS_SET, WAITED
 from search.tuning.optuna_space import suggest
 from search.tuning.pruning import STAGE_ENDS
 from search.tuning.records import artifact_dir, stage_attrs, trial_dir
 from search.tuning.space import Space
 
 MONITOR = "val_accuracy"
-WAITED = "waited_s"
 
 
 def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
@@ -101,7 +101,7 @@ class Objective:
         config = self.space.to_config(values)
         run_dir = trial_dir(self.study_dir, trial.number)
         write_start(run_dir, config, self.argv)
-        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr(PARAMS_SET, config.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
         if self.report == "stage":
             trial.set_user_attr(STAGE_ENDS, {})  # marks this trial's intermediate values per epoch

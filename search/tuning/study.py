@@ -20,7 +20,7 @@ from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.secrets import MASK, safe_url
 from search.tuning import identity
-from search.tuning.in_order import InOrderSampler
+from search.tuning.in_order import WAITED, InOrderSampler
 from search.tuning.optuna_space import all_distributions
 from search.tuning.prior import PriorSampler
 from search.tuning.pruning import StageEndPruner
@@ -146,7 +146,6 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
                   "trial 0 samples those instead.")
     if not pinned and (shared or resumed):
         seed = salted_seed()
-    start = len(study.get_trials(deepcopy=False)) if resumed else 0  # see in_order.view
     if lag and sampler not in IN_ORDER:
         print(f"note: the {sampler} sampler keeps its state in the study, so with --jobs it draws "
               "from whatever has ended (as --any-order): the same seed may not give the same study.")
@@ -154,6 +153,7 @@ def create_or_resume(name: str, url: str, space: Space, sampler: str, pruner: st
     if lag and not pruner.startswith("stage") and pruner != "none":
         print(f"note: --pruner {pruner} judges trials against whichever ran beside them, so with "
               "--jobs the same seed may not give the same study; the stage pruners and none do.")
+    start = len(study.get_trials(deepcopy=False)) if lag and resumed else 0  # see in_order.view
     study = optuna.load_study(study_name=name, storage=storage,
                               sampler=make_sampler(sampler, seed, concurrent, seed_params, lag,
                                                    start),
@@ -181,7 +181,7 @@ def _recover(study: optuna.Study, heartbeat: int | None) -> None:
 
 
 def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epoch") -> str:
-    waited = float(t.user_attrs.get("waited_s", 0.0))  # for its in-order view (--jobs)
+    waited = float(t.user_attrs.get(WAITED, 0.0))  # for its in-order view (--jobs)
     secs = t.duration.total_seconds() - waited if t.duration else float("nan")
     value = f"{t.value:.4f}" if t.value is not None else "  -   "
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -195,10 +195,10 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None = None, unit: str = "epo
         why = f"pruned {where}" if steps else "pruned"
     tag = " (seed recipe)" if t.user_attrs.get("seed_recipe") else ""
     best_s = f"  best {best.value:.4f} (#{best.number})" if best is not None else ""
-    cache = f"  [{t.user_attrs['cache']}]" if "cache" in t.user_attrs else ""
-    cache += f"  [waited {waited:.0f}s for trials before it]" if waited >= 1 else ""
+    tail = f"  [{t.user_attrs['cache']}]" if "cache" in t.user_attrs else ""
+    tail += f"  [waited {waited:.0f}s for trials before it]" if waited >= 1 else ""
     return (f"trial {t.number:>3}{tag}  {t.state.name:<8} value {value}  {secs:6.1f}s{best_s}  "
-            f"{params}" + (f"  [{why}]" if why else "") + cache)
+            f"{params}" + (f"  [{why}]" if why else "") + tail)
 
 
 def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | None,
