@@ -73,3 +73,55 @@ def test_nothing_is_published_after_a_ctrl_c_even_a_swallowed_one(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             publish_final(tmp_path, folder)
     assert not (tmp_path / "best").exists() and not (tmp_path / "test_metrics.json").exists()
+
+
+def test_after_a_ctrl_c_no_worker_starts_another_run(monkeypatch):
+    """With --jobs, a thread may be about to start a trial when Ctrl-C comes: the stopped pool
+    refuses the run at once, even when the stop lands while the worker's child is starting."""
+    from helpers import tiny_config, tiny_data
+    from search.runner.events import RunFailed
+    from search.runner.pool import RunnerPool
+    from search.runner.worker import STOPPED, WorkerRunner, WorkerSpec
+
+    spec = WorkerSpec(tiny_data(20, 10))
+    pool = RunnerPool([WorkerRunner(spec), WorkerRunner(spec)])
+    pool.stop()
+    for _ in range(3):
+        with pytest.raises(RunFailed, match=STOPPED):
+            pool.run(tiny_config())
+    assert [r.started for r in pool.runners] == [0, 0]  # no child was started for them
+
+    runner, real_start = WorkerRunner(spec), WorkerRunner._start
+
+    def start_then_stop(self):  # the Ctrl-C arrives just as the child has started
+        real_start(self)
+        self.stop()
+    monkeypatch.setattr(WorkerRunner, "_start", start_then_stop)
+    with pytest.raises(RunFailed, match=STOPPED):
+        runner.run(tiny_config())
+    assert runner.started == 1 and runner.proc is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+def test_a_worker_child_is_born_deaf_to_ctrl_c_even_the_first_one():
+    """A Ctrl-C sent to the process group while a worker's child starts must not kill the child
+    before it has read its arguments (the parent would block for ever writing them). The first
+    child of a process also starts multiprocessing's resource tracker, which unblocks SIGINT in
+    its thread: run in a fresh process so this child is that first one."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys; sys.path.insert(0, 'tests')\n"
+            "from helpers import tiny_data\n"
+            "from search.runner.worker import WorkerRunner, WorkerSpec\n"
+            "r = WorkerRunner(WorkerSpec(tiny_data(20, 10)))\n"
+            "r._start()\n"
+            "status = open(f'/proc/{r.proc.pid}/status').read()\n"
+            "r.close(wait=False)\n"
+            "print(int(status.split('SigBlk:')[1].split()[0], 16))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) & (1 << (signal.SIGINT - 1))

@@ -81,10 +81,11 @@ def test_two_workers_share_one_postgres_study_and_finalize_writes_the_outputs(tm
 
 
 def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
-    """Worker A completes a trial, is SIGKILLed (with its training child) inside the next; after
-    the grace period worker B marks that trial FAIL, reruns it and keeps every completed one."""
+    """Worker A (default --jobs: one worker per core here) completes a trial and is SIGKILLed
+    with its training children inside the next; after the grace period worker B marks every
+    trial A was running FAIL, reruns each once and keeps every completed one."""
     pinned = ("--heartbeat", "5", "--sampler-seed", "0")  # the minimum; the same trials every run
-    a = worker(tmp_path, data_dir, storage, name, 3, *pinned)
+    a = worker(tmp_path, data_dir, storage, name, 4, *pinned)
     deadline = time.time() + 300
     while True:
         assert time.time() < deadline and a.poll() is None, "worker A ended before the kill"
@@ -98,20 +99,22 @@ def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
         time.sleep(0.3)
     os.killpg(a.pid, signal.SIGKILL)
     a.communicate()
-    killed = running[0]
+    trials = optuna.load_study(study_name=name, storage=storage).trials  # as A left them
+    killed = [t for t in trials if t.state == TrialState.RUNNING]
     before = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
     time.sleep(11)  # past the grace period (2 x heartbeat)
-    out = finish(worker(tmp_path, data_dir, storage, name, 1, *pinned))
-    assert f"trials [{killed.number}] lost their worker" in out
+    out = finish(worker(tmp_path, data_dir, storage, name, len(killed), *pinned))
+    assert f"trials {[t.number for t in killed]} lost their worker" in out
     study = optuna.load_study(study_name=name, storage=storage)
     after = {t.number: t for t in study.trials}
-    assert after[killed.number].state == TrialState.FAIL
-    retries = [t for t in study.trials
-               if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number]
-    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-    assert retries[0].params == killed.params
+    for t in killed:
+        assert after[t.number].state == TrialState.FAIL
+        retries = [r for r in study.trials
+                   if RetryHeartbeatStaleTrialCallback.retried_trial_number(r) == t.number]
+        assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+        assert retries[0].params == t.params
+        assert "hits" in retries[0].user_attrs["cache"]  # the rerun read the cache A filled
     assert {n: after[n].value for n in before} == before  # no completed trial lost or changed
-    assert "hits" in retries[0].user_attrs["cache"]  # the rerun read the cache A filled
 
 
 def test_a_killed_worker_s_trial_is_failed_and_rerun_on_postgres(tmp_path, data_dir, pg_url):

@@ -103,6 +103,12 @@ class RunnerPool:
         finally:
             self._free.put(runner)
 
+    def stop(self) -> None:
+        """End every worker at once (their runs fail) and refuse later runs (WorkerRunner.stop)."""
+        with self._lock:
+            for r in self.runners:
+                r.stop()
+
     def close(self, wait: bool = True) -> None:
         """End every worker (wait=False: at once, failing the runs they are in)."""
         with self._lock:
@@ -135,10 +141,11 @@ def make_runner(data: Data, cache=None, cache_depth: int = 0, isolate: bool = Tr
 @contextmanager
 def closing_on_interrupt(runner) -> Iterator:
     """`runner` for the block; Ctrl-C or SIGTERM inside it ends its workers at once (so the runs
-    in them fail instead of finishing first) and then raises KeyboardInterrupt; the workers end
-    when the block does. Main thread only (signal handlers)."""
+    in them fail instead of finishing first), refuses any later run (a trial that another thread
+    of `--jobs` was about to start fails at once) and then raises KeyboardInterrupt; the workers
+    end when the block does. Main thread only (signal handlers)."""
     def interrupt(signum, frame):
-        runner.close(wait=False)
+        runner.stop()
         note_interrupt(signum)  # raises KeyboardInterrupt, and latches it for the exit status
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -78,5 +78,8 @@ class TrialRunner:
                         [s.__dict__ for s in result.stages],
                         self.cache.summary(before) if self.cache is not None else None)
 
+    def stop(self) -> None:
+        """Nothing to end: a Ctrl-C reaches the run in this process itself."""
+
     def close(self, wait: bool = True) -> None:
         """Nothing to end in this process (the same interface as WorkerRunner)."""

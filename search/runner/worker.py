@@ -18,10 +18,13 @@ import multiprocessing as mp
 import signal
 import traceback
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.runner.events import EpochEnd, Failed, Listener, Outcome, RunFailed, StageEnd
+
+STOPPED = "the search was interrupted: no trial starts after a Ctrl-C"
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,20 @@ class WorkerRunner:
         self.proc = self.conn = None
         self.runs = 0  # runs by the current child
         self.started = 0  # children started
+        self.stopped = False  # stop(): no run starts again
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")  # fork after TensorFlow has started is unsafe
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child, self.spec), daemon=True)
         # A Ctrl-C inside start() would leave a half-started child holding our stdout and stderr
-        # (a caller waiting for them to close hangs). Hold SIGINT until the child is tracked; the
-        # child inherits the mask, so Ctrl-C reaches only us, and we end the child.
+        # (a caller waiting for them to close hangs), and one that kills the child before it has
+        # read its arguments leaves start() writing to a pipe it holds open itself, for ever. Hold
+        # SIGINT until the child is tracked; the child inherits the mask, so Ctrl-C (the
+        # terminal's, or a signal to our process group) reaches only us, and we end the child.
+        # multiprocessing's resource tracker unblocks SIGINT in the thread that starts it, so it
+        # is started first.
+        resource_tracker.ensure_running()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             proc.start()
@@ -118,6 +127,8 @@ class WorkerRunner:
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
             epoch_budget: int | None = None) -> Outcome:
+        if self.stopped:
+            raise RunFailed(STOPPED)
         if self.proc is not None and not self.proc.is_alive():  # died while idle (e.g. OOM)
             self.close(wait=False)
         if self.proc is not None and self.runs >= self.max_runs:
@@ -127,6 +138,8 @@ class WorkerRunner:
         self.runs += 1
         proc, conn, clean = self.proc, self.conn, False  # close() from another thread may clear them
         try:
+            if self.stopped or proc is None:  # stop() came while the child was starting
+                raise RunFailed(STOPPED)
             conn.send(Job(config.to_dict(), epoch_budget))
             while True:
                 try:
@@ -144,6 +157,12 @@ class WorkerRunner:
         finally:
             if not clean and self.proc is proc:  # mid-run or broken: it cannot take another run
                 self.close(wait=False)
+
+    def stop(self) -> None:
+        """End the child at once (its run fails) and refuse every later run: after a Ctrl-C,
+        a thread that was about to start a trial must not start a fresh child for it."""
+        self.stopped = True
+        self.close(wait=False)
 
     def close(self, wait: bool = True) -> None:
         """End the child: asked politely between runs (`wait`), terminated otherwise."""

@@ -241,7 +241,8 @@ def run(study: optuna.Study, objective, n_trials: int | None, timeout: float | N
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         masked = any(MASK in a for a in resume_cmd)
-        print(f"\ninterrupted after {time.time() - t0:.0f}s: the running trial is marked FAIL, "
+        running = "the running trial is" if n_jobs == 1 else "the running trials are"
+        print(f"\ninterrupted after {time.time() - t0:.0f}s: {running} marked FAIL, "
               f"{done} completed trials are kept in the study. Resume with:\n  "
               f"{shlex.join(resume_cmd)}" + ("\n(the storage password is masked: give it through "
                                             "PGPASSWORD or SEARCH_STORAGE)" if masked else ""),
