@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from PIL import Image
 
 from search.recipe.config import TrainConfig
@@ -48,3 +53,18 @@ def fill(cache, cfg=None, data=None, depth=5):
     net = networks.get(cfg, data.x_train.shape[1:], data.num_classes)
     net.reset(cfg, networks.bank)
     return boundary_features(cfg, data, net.base, depth, cache)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, timeout: int = 300, env: dict | None = None) -> list[str]:
+    """`code` run by a fresh Python at the repository root, with tests/ on its path: the words
+    of its output (the calling test fails on a non-zero exit, with the end of its stderr)."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)]
+                                        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()

@@ -2,16 +2,13 @@
 
 import functools
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from helpers import fill, tiny_config, tiny_data
+from helpers import fill, run_python, tiny_config, tiny_data
 from search.cache.features import augment_view, boundary_features, cached_stages, predict_boundary
 from search.cache.matmul import MatmulConv
 from search.cache.store import FeatureCache
@@ -251,13 +248,11 @@ def test_cache_keys_miss_on_any_change_and_hit_in_a_new_process(tmp_path, full):
     fill(c, cfg=CFG.replace(weights=str(w2)))
     assert c.stats.misses == 6
 
-    code = ("import sys; sys.path[:0] = ['tests', '.']; from helpers import fill; "
+    code = ("from helpers import fill; "
             "from search.cache.store import FeatureCache; "
             f"c = FeatureCache({str(tmp_path)!r}, views=2); fill(c); "
             "print(c.stats.hits, c.stats.misses)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert out.stdout.split()[-2:] == ["3", "0"], out.stderr[-2000:]
+    assert run_python(code)[-2:] == ["3", "0"]
 
 
 def test_an_interrupted_write_leaves_no_readable_entry(tmp_path, monkeypatch):

@@ -108,20 +108,13 @@ def test_a_worker_child_is_born_deaf_to_ctrl_c_even_the_first_one():
     before it has read its arguments (the parent would block for ever writing them). The first
     child of a process also starts multiprocessing's resource tracker, which unblocks SIGINT in
     its thread: run in a fresh process so this child is that first one."""
-    import subprocess
-    import sys
+    from helpers import run_python
 
-    from conftest import ROOT
-
-    code = ("import sys; sys.path.insert(0, 'tests')\n"
-            "from helpers import tiny_data\n"
+    code = ("from helpers import tiny_data\n"
             "from search.runner.worker import WorkerRunner, WorkerSpec\n"
             "r = WorkerRunner(WorkerSpec(tiny_data(20, 10)))\n"
             "r._start()\n"
             "status = open(f'/proc/{r.proc.pid}/status').read()\n"
             "r.close(wait=False)\n"
             "print(int(status.split('SigBlk:')[1].split()[0], 16))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert int(out.stdout.split()[-1]) & (1 << (signal.SIGINT - 1))
+    assert int(run_python(code, timeout=120)[-1]) & (1 << (signal.SIGINT - 1))

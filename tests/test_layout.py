@@ -4,11 +4,10 @@ backend, and importing the package changes no process-wide setting."""
 
 import ast
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from conftest import ROOT
+from helpers import run_python
 
 PACKAGE = ROOT / "search"
 # Lowest first; a module may import its own layer and those before it. errors, files, secrets and
@@ -103,10 +102,7 @@ def test_training_and_the_cache_load_no_search_backend():
             "search.tuning.retrain; "
             "print(sorted(m for m in ('optuna', 'optuna_integration', 'keras_tuner') "
             "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert run_python(code)[-1] == "[]"
 
 
 def test_importing_the_package_changes_no_process_wide_setting():
@@ -120,10 +116,7 @@ def test_importing_the_package_changes_no_process_wide_setting():
             "print(ours == [], os.environ.get('TF_CPP_MIN_LOG_LEVEL'), "
             "logging.getLogger('tensorflow').level, optuna.logging.get_verbosity())")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-4:] == ["True", "None", "0", "20"]  # optuna at its own INFO
+    assert run_python(code, env=env)[-4:] == ["True", "None", "0", "20"]  # optuna at its own INFO
 
 
 def test_every_subpackage_is_in_the_installed_package_list():
