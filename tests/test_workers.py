@@ -57,8 +57,19 @@ def worker(tmp, data_dir, storage, name, trials, *extra):
                             text=True, start_new_session=True)
 
 
+def output(p, timeout=600):
+    """What worker `p` printed once it ended; a worker still running after `timeout` seconds is
+    killed with its training children (a failed test leaves no process behind)."""
+    try:
+        return p.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+
+
 def finish(p, timeout=600):
-    out, _ = p.communicate(timeout=timeout)
+    out = output(p, timeout)
     assert p.returncode == 0, out[-3000:]
     return out
 
@@ -183,7 +194,7 @@ def test_a_storage_password_reaches_no_file_and_no_printed_line(tmp_path, data_d
             if t.number >= 2]:
         time.sleep(0.1)
     os.killpg(p.pid, signal.SIGINT)
-    printed.append(p.communicate(timeout=120)[0])
+    printed.append(output(p, timeout=120))
     assert p.returncode != 0 and "Resume with" in printed[-1], printed[-1][-2000:]
     fin = subprocess.run([sys.executable, "run_search.py", "finalize", "--confirm-top", "0", "--storage", url,
                           "--study-name", name, "--data-dir", str(data_dir), "--results-dir",
@@ -374,7 +385,7 @@ def test_joiners_that_arrive_before_the_creator_records_the_identity_wait_and_ch
         optuna.load_study(study_name=name, storage=pg_url).set_user_attr("identity", ident)
     out = finish(joiners[good])
     assert len(optuna.load_study(study_name=good, storage=pg_url).trials) == 1, out[-2000:]
-    out, _ = joiners[bad].communicate(timeout=300)
+    out = output(joiners[bad], timeout=300)
     assert joiners[bad].returncode == 2, out[-2000:]
     assert "/elsewhere" in out and "--data-dir" in out
     assert optuna.load_study(study_name=bad, storage=pg_url).trials == []
