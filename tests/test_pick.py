@@ -5,7 +5,7 @@ import math
 import optuna
 import pytest
 
-from search.tuning.pick import candidates, choose
+from search.tuning.pick import candidates, choose, rerun
 
 
 def test_the_best_mean_wins_not_the_luckiest_single_run():
@@ -39,3 +39,25 @@ def test_candidates_are_the_top_trials_and_the_seed_recipe():
         study.tell(t, v)
     assert [t.number for t in candidates(study, 2)] == [1, 3, 0]
     assert [t.number for t in candidates(study, 9)] == [1, 3, 2, 0, 4]
+
+
+def test_a_ctrl_c_in_the_re_runs_starts_no_queued_one():
+    from search.recipe.config import TrainConfig
+
+    study = optuna.create_study(direction="maximize")
+    for v in (0.6, 0.7, 0.65):
+        t = study.ask()
+        t.set_user_attr("config", TrainConfig().to_dict())
+        study.tell(t, v)
+
+    class Interrupted:  # one worker; the first re-run gets the Ctrl-C
+        calls = 0
+
+        def run(self, config):
+            self.calls += 1
+            raise KeyboardInterrupt
+
+    runner = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        rerun(study.trials, runner, seeds=3, log=lambda *_: None)
+    assert runner.calls == 1  # of the 9 queued (Executor.map cancels the rest)
