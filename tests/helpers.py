@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from PIL import Image
 
+from conftest import ROOT
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data, Source, make_data
 from search.recipe.synthetic import colour_source
@@ -53,9 +53,6 @@ def fill(cache, cfg=None, data=None, depth=5):
     net = networks.get(cfg, data.x_train.shape[1:], data.num_classes)
     net.reset(cfg, networks.bank)
     return boundary_features(cfg, data, net.base, depth, cache)
-
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str, timeout: int = 300, env: dict | None = None) -> list[str]:

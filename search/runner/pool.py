@@ -14,7 +14,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -90,7 +89,6 @@ class RunnerPool:
         self._free: queue.Queue = queue.Queue()
         for r in self.runners:
             self._free.put(r)
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.runners)
@@ -104,16 +102,15 @@ class RunnerPool:
             self._free.put(runner)
 
     def stop(self) -> None:
-        """End every worker at once (their runs fail) and refuse later runs (WorkerRunner.stop)."""
-        with self._lock:
-            for r in self.runners:
-                r.stop()
+        """End every worker at once (their runs fail) and refuse later runs (WorkerRunner.stop).
+        Called from a signal handler: it takes no lock, which a second Ctrl-C would deadlock on."""
+        for r in self.runners:
+            r.stop()
 
     def close(self, wait: bool = True) -> None:
         """End every worker (wait=False: at once, failing the runs they are in)."""
-        with self._lock:
-            for r in self.runners:
-                r.close(wait=wait)
+        for r in self.runners:
+            r.close(wait=wait)
 
 
 # Runs a worker takes before it is replaced: on the cache it keeps its networks and compiled
