@@ -35,8 +35,9 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="on-disk cache shared by runs, resumes and workers "
                    "(default: <results-dir>/cache; 'none' keeps it in memory only)")
     g.add_argument("--cache-mem", type=float, default=RunOptions.cache_mem,
-                   help="MiB of newly computed cache held in process memory (default 4096); beyond "
-                        "it, and whenever read back from disk, entries are memory-mapped")
+                   help="MiB of newly computed cache held in memory, split between the --jobs "
+                        "workers (default 4096); beyond it, and whenever read back from disk, "
+                        "entries are memory-mapped")
     g.add_argument("--cache-dtype", choices=("float32", "float16"), default=RunOptions.cache_dtype,
                    help="storage type of cached tensors (default float32)")
     g.add_argument("--xla", action="store_true", help="compile the cached stages' train and test "

@@ -113,6 +113,17 @@ class RunnerPool:
             r.close(wait=wait)
 
 
+def cache_args(cache, jobs: int) -> dict | None:
+    """The cache's arguments for each of `jobs` workers: its in-memory budget (--cache-mem) is
+    the whole search's, split between them. An entry one worker computes is on disk for the
+    others, which map it (one copy in the OS page cache), so a full budget per worker would hold
+    the same entries once per worker in its own memory for little gain."""
+    if cache is None:
+        return None
+    args = cache.args()
+    return {**args, "mem_limit_mb": args["mem_limit_mb"] / max(jobs, 1)}
+
+
 # Runs a worker takes before it is replaced: on the cache it keeps its networks and compiled
 # programs and grows little a run; the live path grows by about 200 MiB a run (docs/benchmarks.md).
 DEFAULT_RUNS = {"cache": 50, "live": 1}
@@ -128,7 +139,7 @@ def make_runner(data: Data, cache=None, cache_depth: int = 0, isolate: bool = Tr
         from search.runner.trial import TrialRunner
 
         return TrialRunner(data, cache, cache_depth, log=log)
-    spec = WorkerSpec(data, cache.args() if cache is not None else None, cache_depth)
+    spec = WorkerSpec(data, cache_args(cache, jobs), cache_depth)
     runs = max_runs or DEFAULT_RUNS["cache" if cache is not None else "live"]
     if jobs == 1:
         return WorkerRunner(spec, runs)
