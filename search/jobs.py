@@ -129,7 +129,6 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
                    watch) -> SearchOutcome:
     from optuna.trial import TrialState
 
-    from search.cache.features import cached_stages
     from search.files import write_json
     from search.report.page import make_report, trials_table
     from search.runner.pool import closing_on_interrupt
@@ -137,7 +136,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     from search.tuning.in_order import InOrderSampler, lag_for
     from search.tuning.objective import Objective
     from search.tuning.storage import default_heartbeat, is_server
-    from search.tuning.study import check_outcome, create_or_resume, finalize, run
+    from search.tuning.study import check_outcome, create_or_resume, run
 
     url = opts.storage_url()
     cache = opts.make_cache()
@@ -173,7 +172,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     if cache is not None and cache.directory is None and not opts.no_isolate:
         print("note: --cache-dir none with isolated trials refills the cache in every worker "
               "process (every --worker-trials trials); give --cache-dir a folder, or pass --no-isolate.")
-    runner = _runner(opts, data, cache, space.max_depth(), jobs)
+    runner = search_runner(opts, data, cache, space.max_depth(), jobs)
     if jobs > 1:
         print(f"{jobs} trials side by side, each in its own worker process" +
               (f"; trial k drawn from trials 0..k-{lag} (in order: the same seed gives the same "
@@ -181,8 +180,8 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
     objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,),
                           watch=watch)
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    pick = test = None
-    with closing_on_interrupt(runner):  # one set of workers for the trials and the pick
+    test = None
+    with closing_on_interrupt(runner):  # one set of workers for the trials, the pick, the retrain
         mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
                    opts.max_failures, n_jobs=jobs, callbacks=[watch.trial_finished])
         check_outcome(study, mine)
@@ -193,12 +192,9 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
         else:
             print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
         if not opts.no_final and best is not None:
-            pick = confirm(study, runner, opts)
-    if not opts.no_final:
-        if best is not None:
-            test = finalize(study, data, study_dir, opts.retrain_seeds, opts.test_baseline,
-                            stages=cached_stages(cache, space.max_depth()), pick=pick)
+            test = confirm_and_finalize(study, runner, opts, data)
             watch.search_finalized(test, _final_files(study_dir))
+    if not opts.no_final:
         print(f"report: {make_report(study, study_dir)}")
     print(f"outputs: {study_dir}")
     print(dashboard_hint(url, study_dir))
@@ -207,7 +203,6 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
 
 
 def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> SearchOutcome:
-    from search.cache.features import cached_stages
     from search.errors import SearchFailed
     from search.runner.pool import closing_on_interrupt
     from search.tuning import kt_backend
@@ -218,35 +213,36 @@ def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> 
     _write_study_start(study_dir, space, data)
     kt_backend.write_identity(study_dir, space, data_identity(source))
     cache = opts.make_cache()
-    runner = _runner(opts, data, cache, space.max_depth())
+    runner = search_runner(opts, data, cache, space.max_depth())
     tuner = kt_backend.make_tuner(opts.tuner, space, runner, study_dir, opts.trials,
                                   epoch_budget=opts.epoch_budget, max_failures=opts.max_failures)
     before = {r["number"] for r in kt_backend.records(study_dir)}
     print(f"keras-tuner {opts.tuner} in {study_dir / 'keras_tuner'} "
           f"({len(tuner.oracle.trials)} trials so far); space {space.path}")
-    with closing_on_interrupt(runner):
-        stopped = kt_backend.search(tuner)
-    mine = [r for r in kt_backend.records(study_dir) if r["number"] not in before]
-    if stopped:
-        print(f"stopping: {stopped}")
-    if mine and not any(r["state"] == "COMPLETE" for r in mine):
-        why = next((r.get("failure") for r in mine if r.get("failure")), "failed")
-        raise SearchFailed(f"all {len(mine)} trials of this search failed; the first reason: {why}")
-    print(f"trials table: {kt_backend.write_table(study_dir)}")
-    best = kt_backend.best(study_dir)
     test = None
-    if best is None:
-        print("no trial completed, so there is no best config to retrain.")
-    elif not opts.no_final:
-        test = finalize_config(opts.study_name, best["number"], best["value"],
-                               space.to_config(best["params"]), data, study_dir, opts.retrain_seeds,
-                               stages=cached_stages(cache, space.max_depth()))
+    with closing_on_interrupt(runner):  # one worker for the trials and the retrain
+        stopped = kt_backend.search(tuner)
+        mine = [r for r in kt_backend.records(study_dir) if r["number"] not in before]
+        if stopped:
+            print(f"stopping: {stopped}")
+        if mine and not any(r["state"] == "COMPLETE" for r in mine):
+            why = next((r.get("failure") for r in mine if r.get("failure")), "failed")
+            raise SearchFailed(f"all {len(mine)} trials of this search failed; the first reason: "
+                               f"{why}")
+        print(f"trials table: {kt_backend.write_table(study_dir)}")
+        best = kt_backend.best(study_dir)
+        if best is None:
+            print("no trial completed, so there is no best config to retrain.")
+        elif not opts.no_final:
+            test = finalize_config(opts.study_name, best["number"], best["value"],
+                                   space.to_config(best["params"]), data, study_dir, runner,
+                                   opts.retrain_seeds)
     print(f"outputs: {study_dir}")
     return SearchOutcome(study_dir, kt_backend.trials_table(study_dir),
                          best and best["number"], best and best["value"], test, time.time() - t0)
 
 
-def _runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int = 1):
+def search_runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int = 1):
     """The runner these options ask for (search.runner.pool.make_runner)."""
     from search.runner.pool import make_runner
 
@@ -254,30 +250,36 @@ def _runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int = 1):
                        max_runs=opts.worker_trials, log=print if opts.verbose else None, jobs=jobs)
 
 
-def confirm(study, runner, opts: SearchOptions):
+def confirm_and_finalize(study, runner, opts: SearchOptions, data) -> dict:
     """The top trials and the seed recipe re-run on further seeds (validation only) on `runner`,
-    and the pick by mean (search.tuning.pick); None when --confirm-top or --confirm-seeds is 0.
-    The pick is printed and kept on the study."""
+    and the pick by mean (search.tuning.pick; skipped when --confirm-top or --confirm-seeds is
+    0; printed and kept on the study); then the pick retrained and tested on the same runner
+    (search.tuning.study.finalize), taking the re-runs of the seeds it retrains on."""
+    from search.tuning.final_runs import Kept
     from search.tuning.pick import candidates, choose, rerun
+    from search.tuning.records import new_final_dir
+    from search.tuning.study import finalize
 
-    if opts.confirm_top == 0 or opts.confirm_seeds == 0:
-        return None
-    trials = candidates(study, opts.confirm_top)
-    print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
-          "(validation only) before the pick")
-    values = rerun(trials, runner, opts.confirm_seeds)
-    seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
-    pick = choose(values, seed)
-    print(pick.line())
-    study.set_user_attr("pick", pick.to_dict())
-    return pick
+    folder = new_final_dir(opts.study_dir)  # published only once complete
+    pick, kept = None, Kept()
+    if opts.confirm_top and opts.confirm_seeds:
+        trials = candidates(study, opts.confirm_top)
+        print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
+              "(validation only) before the pick")
+        values = rerun(trials, runner, opts.confirm_seeds, keep_dir=folder / "pick",
+                       keep_seeds=opts.retrain_seeds - 1, kept=kept)
+        seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
+        pick = choose(values, seed)
+        print(pick.line())
+        study.set_user_attr("pick", pick.to_dict())
+    return finalize(study, data, opts.study_dir, runner, opts.retrain_seeds, opts.test_baseline,
+                    pick=pick, folder=folder, kept=kept)
 
 
 def finalize_study(opts: SearchOptions, callbacks=()) -> dict:
     """Retrain and test the best trial's config, then write the report: the one process that
     does this after workers ran with --no-final. callbacks: as run_search's (search_started and
     search_finalized are called)."""
-    from search.cache.features import cached_stages
     from search.recipe.config import TrainConfig
     from search.recipe.model import check_weights
     from search.report.page import make_report
@@ -286,7 +288,7 @@ def finalize_study(opts: SearchOptions, callbacks=()) -> dict:
     from search.tuning.identity import read as read_identity
     from search.tuning.space import STUDY_FIXED
     from search.tuning.storage import open_study
-    from search.tuning.study import best_config, finalize
+    from search.tuning.study import best_config
 
     fixed = sorted(set(opts.set_values()) & set(STUDY_FIXED))
     if fixed:
@@ -307,10 +309,8 @@ def finalize_study(opts: SearchOptions, callbacks=()) -> dict:
         ident = read_identity(study) or {}
         watch.search_started(_info(opts, study, str(ident.get("space_file")),
                                    ident.get("base_config") or {}, opts.storage_url()))
-        with closing_on_interrupt(_runner(opts, data, cache, depth, opts.jobs_to_run())) as runner:
-            pick = confirm(study, runner, opts)
-        out = finalize(study, data, opts.study_dir, opts.retrain_seeds, opts.test_baseline,
-                       stages=cached_stages(cache, depth), pick=pick)
+        with closing_on_interrupt(search_runner(opts, data, cache, depth, opts.jobs_to_run())) as runner:
+            out = confirm_and_finalize(study, runner, opts, data)
         watch.search_finalized(out, _final_files(opts.study_dir))
     finally:
         watch.close()

@@ -39,7 +39,8 @@ def load(tmp, name=DEFAULT_STUDY):
 def searched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     write_tiny_folders(tmp / "data")
-    assert main(["search", "--trials", "3", "--pruner", "median", *common(tmp)]) == 0
+    assert main(["search", "--trials", "3", "--pruner", "median", "--retrain-seeds", "2",
+                 *common(tmp)]) == 0
     return tmp
 
 
@@ -84,7 +85,11 @@ def test_trial_folders_and_final_outputs_are_written(searched):
     assert all(len(v) == 3 and v[0] == done[int(k)].value for k, v in m["pick"]["values"].items())
     assert m["best_trial"] == m["pick"]["trial"] == load(searched).user_attrs["pick"]["trial"]
     best = done[m["best_trial"]]
-    assert len(m["test_accuracy"]) == 1 and 0 <= m["test_accuracy_mean"] <= 1
+    assert len(m["test_accuracy"]) == 2 and 0 <= m["test_accuracy_mean"] <= 1
+    # Seed 1 is the pick's re-run, taken as it was; seed 0 is trained again on the same workers
+    # and cache as the trial, and gives the trial's own value.
+    assert [r["reused_from_pick"] for r in m["runs"]] == [False, True]
+    assert m["val_accuracy"] == [best.value, m["pick"]["values"][str(best.number)][1]]
     assert sum(map(sum, m["saved_model"]["confusion_matrix"])) == 40  # the whole test split
     assert TrainConfig.load(study_dir / "best_config.yaml").to_dict() == best.user_attrs["config"]
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from search.errors import SearchFailed, UserError
 from search.files import save_figure, write_atomic, write_json
-from search.jobs import load_data, run_search
+from search.jobs import load_data, run_search, search_runner
 from search.options import SearchOptions
 from search.tuning.space import SPACES_DIR
 
@@ -114,7 +114,7 @@ def to_retrain(runs: list[Run], mode: str) -> list[Run]:
 
 def bench_quality(opts: SearchOptions, settings: list[Setting], repeats: int, minutes: float,
                   retrain_seeds: int = 3, log=print, retrain_runs: str = "all") -> Quality:
-    from search.cache.features import cached_stages
+    from search.runner.pool import closing_on_interrupt
     from search.tuning.retrain import retrain
     from search.tuning.space import load_space
     from search.tuning.storage import open_study
@@ -130,12 +130,16 @@ def bench_quality(opts: SearchOptions, settings: list[Setting], repeats: int, mi
     space = load_space(opts.space).with_base(**opts.overrides())
     _, data = load_data(opts, space.base)
     cache = common.make_cache()
-    stages = cached_stages(cache, space.max_depth())
+
+    def runner():  # the retrains' workers, as a search's (ended after each retrain)
+        return closing_on_interrupt(search_runner(common, data, cache, space.max_depth(),
+                                                  common.jobs_to_run()))
     # The seed recipe first: its retrain fills the shared cache (the deepest boundary and most
     # stage boundaries), so no timed run pays the fill.
     log(f"seed recipe: retraining on {retrain_seeds} seed(s), filling the cache")
-    base = retrain(space.base, data, retrain_seeds, root / "seed_recipe", "seed_recipe",
-                   lambda *_: None, stages)
+    with runner() as r:
+        base = retrain(space.base, data, retrain_seeds, root / "seed_recipe", "seed_recipe", r,
+                       lambda *_: None)
     runs: list[Run] = []
     urls: dict[tuple[str, int], str] = {}
     # Repeat-major, so that a slow spell of the machine falls on every setting alike.
@@ -154,8 +158,9 @@ def bench_quality(opts: SearchOptions, settings: list[Setting], repeats: int, mi
     for run in to_retrain(runs, retrain_runs):
         log(f"retraining the best of {run.setting} r{run.repeat} on {retrain_seeds} seed(s)")
         _, config = best_config(open_study(f"r{run.repeat}", urls[run.setting, run.repeat]))
-        res = retrain(config, data, retrain_seeds, root / run.setting / f"r{run.repeat}-retrain",
-                      "best", lambda *_: None, stages)
+        with runner() as r:
+            res = retrain(config, data, retrain_seeds,
+                          root / run.setting / f"r{run.repeat}-retrain", "best", r, lambda *_: None)
         run.test = res["test_accuracy"]
     out = Quality(runs, base["test_accuracy"], minutes)
     write_atomic(root / "quality.csv", out.table().to_csv(index=False))

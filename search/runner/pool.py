@@ -26,6 +26,11 @@ from search.runner.worker import WorkerRunner, WorkerSpec
 MIB_PER_WORKER = 3072  # a worker on the cache at 32 px: networks, programs, batches (measured ~1.1 GiB)
 
 
+def width(runner) -> int:
+    """How many runs `runner` takes at once: a pool's workers, else one."""
+    return len(runner) if isinstance(runner, RunnerPool) else 1
+
+
 def gpu_count() -> int:
     """GPUs visible to this process, counted without starting TensorFlow or CUDA here:
     CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`."""
@@ -94,10 +99,10 @@ class RunnerPool:
         return len(self.runners)
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
-            epoch_budget: int | None = None) -> Outcome:
+            epoch_budget: int | None = None, keep: str | None = None) -> Outcome:
         runner = self._free.get()
         try:
-            return runner.run(config, listen, epoch_budget)
+            return runner.run(config, listen, epoch_budget, keep)
         finally:
             self._free.put(runner)
 

@@ -8,7 +8,7 @@ and waits for the parent's word, so a driver prunes exactly as with a TrialRunne
 The child never imports a search backend.
 
 Protocol (pickled dataclasses between this package's own processes): parent -> child
-`Job(config, epoch_budget)` or None (end); child -> parent events, each answered True (stop) or
+`Job(config, epoch_budget, keep)` or None (end); child -> parent events, each answered True (stop) or
 False, then the outcome, or `Failed`.
 """
 
@@ -31,6 +31,7 @@ STOPPED = "the search was interrupted: no trial starts after a Ctrl-C"
 class Job:
     config: dict
     epoch_budget: int | None = None
+    keep: str | None = None  # where the finished run's model is saved (TrialRunner.run)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def _serve(conn, spec: WorkerSpec) -> None:
                 return
             if job is None:
                 return
-            conn.send(runner.run(TrainConfig.from_dict(job.config), listen, job.epoch_budget))
+            conn.send(runner.run(TrainConfig.from_dict(job.config), listen, job.epoch_budget,
+                                 job.keep))
     except KeyboardInterrupt:
         pass
     except BaseException as e:  # report, never hang the parent; this worker then ends
@@ -126,7 +128,7 @@ class WorkerRunner:
         self.started += 1
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
-            epoch_budget: int | None = None) -> Outcome:
+            epoch_budget: int | None = None, keep: str | None = None) -> Outcome:
         if self.stopped:
             raise RunFailed(STOPPED)
         if self.proc is not None and not self.proc.is_alive():  # died while idle (e.g. OOM)
@@ -140,7 +142,7 @@ class WorkerRunner:
         try:
             if self.stopped or proc is None:  # stop() came while the child was starting
                 raise RunFailed(STOPPED)
-            conn.send(Job(config.to_dict(), epoch_budget))
+            conn.send(Job(config.to_dict(), epoch_budget, keep))
             while True:
                 try:
                     msg = conn.recv()

@@ -280,10 +280,12 @@ def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainCon
     return best, TrainConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
 
 
-def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
-             baseline: bool = False, log=print, stages=None, pick=None) -> dict:
+def finalize(study: optuna.Study, data: Data, study_dir: Path, runner, seeds: int = 1,
+             baseline: bool = False, log=print, pick=None, folder: Path | None = None,
+             kept=None) -> dict:
     """The Optuna study's best trial, or the `pick` (search.tuning.pick) of the candidates re-run
-    on further seeds: retrained, tested, written (see finalize_config)."""
+    on further seeds: retrained on `runner` (taking the pick's `kept` runs), tested, written into
+    `folder` (see finalize_config)."""
     from search.tuning.retrain import finalize_config  # TensorFlow: loaded when used
 
     best, config = best_config(study)
@@ -296,6 +298,8 @@ def finalize(study: optuna.Study, data: Data, study_dir: Path, seeds: int = 1,
     if baseline and seed_trial is not None and "config" in seed_trial.user_attrs:
         cfg0 = TrainConfig.from_dict(seed_trial.user_attrs["config"], source="trial 0")
     return finalize_config(study.study_name, best.number, best.value, config, data, study_dir,
-                           seeds, log, stages, baseline_config=cfg0,
+                           runner, seeds, log, baseline_config=cfg0,
+                           baseline_number=seed_trial.number if cfg0 is not None else None,
                            seed_value=seed_trial.value if seed_trial is not None else None,
-                           extra={"pick": pick.to_dict()} if pick is not None else None)
+                           extra={"pick": pick.to_dict()} if pick is not None else None,
+                           folder=folder, kept=kept)

@@ -1,0 +1,112 @@
+"""Runs whose model is kept: the pick's re-runs and the retrains, on the search's own workers.
+
+After the trials, the top candidates are re-run on further seeds (search.tuning.pick) and the
+winner is retrained on seeds config.seed .. +n-1 and tested (search.tuning.retrain). Both are the
+same run: a config and a seed on the search's runner, on the trials' cache. So each such run
+keeps its folder (config.yaml, command.txt, history.csv, curves.png, metrics.json and the model,
+model.keras), and a retrain reuses the pick's run of the same config and seed instead of training
+it again. The runs go side by side, one per worker of `--jobs`.
+
+    run_and_keep(runner, config, run_dir)      one run, its folder written; None if it did not finish
+    run_all(plans, runner, log)                several, side by side, in order of the plans
+    Kept                                       the pick's kept runs, by (trial number, seed)
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from search.files import write_json
+from search.recipe.config import TrainConfig
+from search.recipe.run_dir import write_history, write_start
+from search.runner.events import Finished, RunFailed
+from search.runner.pool import width
+
+MODEL = "model.keras"
+
+
+@dataclass(frozen=True)
+class FinalRun:
+    seed: int
+    run_dir: Path  # its folder; the model is run_dir / MODEL until it is scored
+    val_accuracy: float
+    seconds: float
+    reused: bool = False  # the pick's run, not trained again
+
+    @property
+    def model(self) -> Path:
+        return self.run_dir / MODEL
+
+
+def run_and_keep(runner, config: TrainConfig, run_dir: Path) -> FinalRun | None:
+    """Train `config` on `runner` with its model kept in `run_dir`, and write the folder around
+    it. None when the run did not finish (it diverged): no metrics.json, nothing to reuse."""
+    write_start(run_dir, config)
+    t0 = time.perf_counter()
+    outcome = runner.run(config, keep=str(run_dir / MODEL))
+    seconds = time.perf_counter() - t0
+    if not isinstance(outcome, Finished):
+        return None
+    import pandas as pd
+
+    write_history(run_dir, pd.DataFrame(outcome.history))
+    write_json(run_dir / "metrics.json", {"val_accuracy": outcome.value,
+                                          "seconds": round(seconds, 1), "stages": outcome.stages})
+    return FinalRun(config.seed, run_dir, outcome.value, seconds)
+
+
+@dataclass(frozen=True)
+class Plan:
+    label: str  # "best", "seed_recipe"
+    config: TrainConfig
+    run_dir: Path
+    line: str  # what is printed when it starts
+
+
+def run_all(plans: list[Plan], runner, log=print) -> list[FinalRun]:
+    """Every plan on `runner`, as many at once as it has workers; results in the plans' order.
+    A run that does not finish is an error: a retrain has no fallback."""
+    def one(plan: Plan) -> FinalRun:
+        log(plan.line)
+        run = run_and_keep(runner, plan.config, plan.run_dir)
+        if run is None:
+            raise RunFailed(f"{plan.label} with seed {plan.config.seed} diverged in the retrain "
+                            "(a non-finite loss); lower its learning rates or retrain again.")
+        return run
+
+    if not plans:
+        return []
+    with ThreadPoolExecutor(max_workers=min(width(runner), len(plans))) as ex:
+        return list(ex.map(one, plans))
+
+
+class Kept:
+    """The pick's kept runs, by (trial number, seed). `take` moves one into a retrain's folder
+    (copied when it was taken before: the winner may be the seed recipe itself)."""
+
+    def __init__(self, runs: dict[tuple[int, int], FinalRun] | None = None):
+        self.runs = dict(runs or {})
+        self._taken: dict[tuple[int, int], Path] = {}
+
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        return key in self.runs
+
+    def take(self, key: tuple[int, int], run_dir: Path) -> FinalRun:
+        run = self.runs[key]
+        if key in self._taken:
+            shutil.copytree(self._taken[key], run_dir)
+        else:
+            shutil.move(run.run_dir, run_dir)
+            self._taken[key] = run_dir
+        return replace(run, run_dir=run_dir, reused=True)
+
+    def discard_models(self) -> None:
+        """The models no retrain took (each about 90 MiB); their folders stay, for the record."""
+        for key, run in self.runs.items():
+            if key not in self._taken:
+                run.model.unlink(missing_ok=True)
+                run.model.with_name("classes.json").unlink(missing_ok=True)
