@@ -236,7 +236,7 @@ def interrupt_when(cmd, ready, timeout=600):
     a slow machine only takes longer."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, start_new_session=True)  # its own group
     lines = []
     try:
         for line in proc.stdout:
@@ -248,18 +248,25 @@ def interrupt_when(cmd, ready, timeout=600):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=timeout)
     finally:
-        proc.kill()
+        try:  # the search and any worker left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
     return proc.returncode, "".join(lines) + out, err
 
 
 def a_trial_is_training(tmp):
-    """True once a trial after the first completed one is running and has reported an epoch."""
+    """True once a trial after the first completed one is running with epochs still to go: it has
+    reported its first epoch of three (two head epochs, one stage; a trial near its end could
+    finish between this look and the signal, and then no trial would be running)."""
     deadline = time.time() + 600
     while time.time() < deadline:
         trials = load(tmp).get_trials()
-        if any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials):
+        if any(t.state == TrialState.RUNNING and len(t.intermediate_values) == 1
+               and t.params.get("unfreeze_depth") == 5 for t in trials):
             return True
-        time.sleep(0.1)
+        time.sleep(0.05)
     pytest.fail("no trial started training in 10 minutes")
 
 
