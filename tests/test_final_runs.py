@@ -103,10 +103,10 @@ def test_the_retrain_takes_the_pick_s_runs_and_trains_only_the_seeds_it_lacks(tm
     data = tiny_data(60, 20)
     seed_recipe, best = TrainConfig(head_lr=0.004), TrainConfig(head_lr=0.005)
     study = study_of([(seed_recipe, 0.4), (best, 0.5)])
-    runner, kept = Stub(data), Kept()
     folder = tmp_path / "final" / "run"
-    values = rerun(study.trials, runner, seeds=2, log=lambda *_: None, keep_dir=folder / "pick",
-                   keep_seeds=2, kept=kept)
+    runner, kept = Stub(data), Kept(folder / "pick")
+    values = rerun(study.trials, runner, seeds=2, log=lambda *_: None, kept=kept,
+                   keep_seeds=2)
     assert values == {0: [0.4, 0.401, 0.402], 1: [0.5, 0.501, 0.502]}
     assert set(kept.runs) == {(0, 1), (0, 2), (1, 1), (1, 2)}
     assert len(runner.runs) == 4 and all(k for *_, k in runner.runs)
@@ -141,10 +141,10 @@ def test_the_seed_recipe_as_the_winner_is_taken_twice_and_a_diverged_retrain_is_
     data = tiny_data(60, 20)
     seed_recipe = TrainConfig(head_lr=0.004)
     study = study_of([(seed_recipe, 0.4)])
-    runner, kept = Stub(data), Kept()
     folder = tmp_path / "final" / "run"
-    rerun(study.trials, runner, seeds=1, log=lambda *_: None, keep_dir=folder / "pick",
-          keep_seeds=1, kept=kept)
+    runner, kept = Stub(data), Kept(folder / "pick")
+    rerun(study.trials, runner, seeds=1, log=lambda *_: None, kept=kept,
+          keep_seeds=1)
     out = finalize_config("s", 0, 0.4, seed_recipe, data, tmp_path, runner, seeds=2,
                           log=lambda *_: None, baseline_config=seed_recipe, baseline_number=0,
                           folder=folder, kept=kept)

@@ -57,17 +57,22 @@ def write_start(run_dir: Path, config: TrainConfig, argv: list[str] | None = Non
             np.savez_compressed(tmp, train_idx=split[0], val_idx=split[1])
 
 
-def save_model(model, path: Path, class_names, export: bool = False) -> None:
+def save_model(model, path: Path, class_names) -> None:
+    """The model at `path` and its class names in classes.json beside it."""
     with atomic_path(path) as tmp:
         model.save(tmp)
-    if export:  # a TensorFlow SavedModel beside it, for serving (tf.saved_model.load, TF Serving)
-        folder = path.with_name(f"{path.stem}_savedmodel")
-        tmp = path.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        model.export(str(tmp), verbose=False)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
     write_json(path.with_name("classes.json"), list(class_names))
+
+
+def export_savedmodel(model, path: Path) -> None:
+    """A TensorFlow SavedModel of `model` beside `path` (<stem>_savedmodel/), for serving
+    (tf.saved_model.load, TF Serving)."""
+    folder = path.with_name(f"{path.stem}_savedmodel")
+    tmp = path.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    model.export(str(tmp), verbose=False)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
 
 
 # pyplot and matplotlib's text parser are not thread-safe: trials run side by side (--jobs, in

@@ -14,7 +14,8 @@ import queue
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from search.process import note_interrupt
@@ -26,9 +27,16 @@ from search.runner.worker import WorkerRunner, WorkerSpec
 MIB_PER_WORKER = 3072  # a worker on the cache at 32 px: networks, programs, batches (measured ~1.1 GiB)
 
 
-def width(runner) -> int:
-    """How many runs `runner` takes at once: a pool's workers, else one."""
-    return len(runner) if isinstance(runner, RunnerPool) else 1
+def side_by_side(runner, fn: Callable, items: Iterable) -> list:
+    """fn over items, as many at once as `runner` takes (a pool's workers, else one); results in
+    the items' order. When one raises (a Ctrl-C's RunFailed), the calls not yet started never
+    start."""
+    items = list(items)
+    if not items:
+        return []
+    n = len(runner) if isinstance(runner, RunnerPool) else 1
+    with ThreadPoolExecutor(max_workers=min(n, len(items))) as ex:
+        return list(ex.map(fn, items))
 
 
 def gpu_count() -> int:

@@ -9,14 +9,13 @@ it again. The runs go side by side, one per worker of `--jobs`.
 
     run_and_keep(runner, config, run_dir)      one run, its folder written; None if it did not finish
     run_all(plans, runner, log)                several, side by side, in order of the plans
-    Kept                                       the pick's kept runs, by (trial number, seed)
+    Kept(folder)                               the pick's kept runs under folder, by (trial, seed)
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from search.files import write_json
 from search.recipe.config import TrainConfig
 from search.recipe.run_dir import write_history, write_start
 from search.runner.events import Finished, RunFailed
-from search.runner.pool import width
+from search.runner.pool import side_by_side
 
 MODEL = "model.keras"
 
@@ -40,6 +39,11 @@ class FinalRun:
     @property
     def model(self) -> Path:
         return self.run_dir / MODEL
+
+    def drop_model(self) -> None:
+        """The model and its classes.json gone (about 90 MiB); the folder keeps the rest."""
+        self.model.unlink(missing_ok=True)
+        self.model.with_name("classes.json").unlink(missing_ok=True)
 
 
 def run_and_keep(runner, config: TrainConfig, run_dir: Path) -> FinalRun | None:
@@ -78,19 +82,26 @@ def run_all(plans: list[Plan], runner, log=print) -> list[FinalRun]:
                             "(a non-finite loss); lower its learning rates or retrain again.")
         return run
 
-    if not plans:
-        return []
-    with ThreadPoolExecutor(max_workers=min(width(runner), len(plans))) as ex:
-        return list(ex.map(one, plans))
+    return side_by_side(runner, one, plans)
 
 
 class Kept:
-    """The pick's kept runs, by (trial number, seed). `take` moves one into a retrain's folder
-    (copied when it was taken before: the winner may be the seed recipe itself)."""
+    """The pick's kept runs, in trial_<number>_seed_<seed>/ under `folder`, by (trial number,
+    seed). `run` trains one and keeps it; `take` moves one into a retrain's folder (copied when it
+    was taken before: the winner may be the seed recipe itself)."""
 
-    def __init__(self, runs: dict[tuple[int, int], FinalRun] | None = None):
-        self.runs = dict(runs or {})
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.runs: dict[tuple[int, int], FinalRun] = {}
         self._taken: dict[tuple[int, int], Path] = {}
+
+    def run(self, runner, config: TrainConfig, number: int) -> FinalRun | None:
+        """Trial `number`'s config (on its own seed) run on `runner` and kept; None when it did not
+        finish."""
+        run = run_and_keep(runner, config, self.folder / f"trial_{number}_seed_{config.seed}")
+        if run is not None:
+            self.runs[number, config.seed] = run
+        return run
 
     def __contains__(self, key: tuple[int, int]) -> bool:
         return key in self.runs
@@ -108,5 +119,4 @@ class Kept:
         """The models no retrain took (each about 90 MiB); their folders stay, for the record."""
         for key, run in self.runs.items():
             if key not in self._taken:
-                run.model.unlink(missing_ok=True)
-                run.model.with_name("classes.json").unlink(missing_ok=True)
+                run.drop_model()

@@ -8,7 +8,7 @@ within their seed spread, the output and the report say so.
 
     candidates(study, top)              the top trials by value, and the seed recipe
     rerun(trials, runner, seeds)        each candidate's val accuracy per seed (its trial's first);
-                                        with keep_dir, the runs a retrain will reuse are kept
+                                        with kept, the runs a retrain will reuse are kept
                                         (search.tuning.final_runs)
     choose(values, seed_trial)          -> Pick, a pure function of those numbers
 """
@@ -16,17 +16,15 @@ within their seed spread, the output and the report say so.
 from __future__ import annotations
 
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.recipe.config import TrainConfig
 from search.runner.events import Finished
-from search.runner.pool import width
-from search.tuning.final_runs import Kept, run_and_keep
+from search.runner.pool import side_by_side
+from search.tuning.final_runs import Kept
 
 
 @dataclass(frozen=True)
@@ -69,24 +67,21 @@ def candidates(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return chosen
 
 
-def rerun(trials: list[FrozenTrial], runner, seeds: int, log=print, keep_dir: Path | None = None,
-          keep_seeds: int = 0, kept: Kept | None = None) -> dict[int, list[float]]:
+def rerun(trials: list[FrozenTrial], runner, seeds: int, log=print, kept: Kept | None = None,
+          keep_seeds: int = 0) -> dict[int, list[float]]:
     """Each trial's val accuracy on its own seed (its value) and on `seeds` further seeds, run on
     `runner` (several at once when it is a pool of workers).
 
-    With `keep_dir`, the runs on the first `keep_seeds` further seeds (those a retrain on
-    `keep_seeds` + 1 seeds would train again) keep their folder and model under it, recorded in
-    `kept` by (trial number, seed)."""
+    With `kept`, the runs on the first `keep_seeds` further seeds (those a retrain on
+    `keep_seeds` + 1 seeds would train again) keep their folder and model there."""
     jobs = [(t, TrainConfig.from_dict(t.user_attrs["config"], source=f"trial {t.number}"), i)
             for t in trials for i in range(1, seeds + 1)]
 
     def one(job):
         t, config, i = job
         config = config.replace(seed=config.seed + i)
-        if keep_dir is not None and kept is not None and i <= keep_seeds:
-            run = run_and_keep(runner, config, keep_dir / f"trial_{t.number}_seed_{config.seed}")
-            if run is not None:
-                kept.runs[t.number, config.seed] = run
+        if kept is not None and i <= keep_seeds:
+            run = kept.run(runner, config, t.number)
             value = run.val_accuracy if run is not None else float("nan")
         else:
             outcome = runner.run(config)
@@ -95,9 +90,8 @@ def rerun(trials: list[FrozenTrial], runner, seeds: int, log=print, keep_dir: Pa
         return t.number, value
 
     values = {t.number: [float(t.value)] for t in trials}
-    with ThreadPoolExecutor(max_workers=width(runner)) as ex:
-        for number, value in ex.map(one, jobs):
-            values[number].append(value)
+    for number, value in side_by_side(runner, one, jobs):
+        values[number].append(value)
     return values
 
 

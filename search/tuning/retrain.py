@@ -19,6 +19,7 @@ validation data: each kept model is loaded (safe mode) and scored once.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from search.process import check_interrupt
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
 from search.recipe.evaluate import format_metrics, load_model, metrics, predict_probs
-from search.recipe.run_dir import save_model
+from search.recipe.run_dir import export_savedmodel
 from search.tuning.final_runs import FinalRun, Kept, Plan, run_all
 from search.tuning.records import new_final_dir, publish_final
 
@@ -40,13 +41,12 @@ def retrain_runs(jobs: list[tuple[str, TrainConfig, int | None]], seeds: int, ou
     """Each (label, config, trial number) on seeds config.seed .. +seeds-1, in <label>_seed_<s>/:
     the pick's run of that trial and seed when `kept` has it, else a run on `runner` (side by
     side on its workers). By label, in seed order."""
-    kept = kept or Kept()
     plans, runs = [], {}
     for label, config, number in jobs:
         for i in range(seeds):
             cfg = config.replace(seed=config.seed + i)
             run_dir = out_dir / f"{label}_seed_{cfg.seed}"
-            if number is not None and (number, cfg.seed) in kept:
+            if kept is not None and number is not None and (number, cfg.seed) in kept:
                 runs[label, cfg.seed] = kept.take((number, cfg.seed), run_dir)
                 log(f"{label} on seed {cfg.seed}: the pick's run, kept (val accuracy "
                     f"{runs[label, cfg.seed].val_accuracy:.4f})")
@@ -62,8 +62,8 @@ def retrain_runs(jobs: list[tuple[str, TrainConfig, int | None]], seeds: int, ou
 
 def score(runs: list[FinalRun], data: Data, model_path: Path | None = None) -> dict:
     """Each run's model scored once on the test set (then deleted: the folders keep the rest).
-    With model_path, the model of the run with the best validation accuracy is saved there (with
-    a SavedModel export and its test mistakes)."""
+    With model_path, the model of the run with the best validation accuracy is moved there (with
+    classes.json, a SavedModel export and its test mistakes beside it)."""
     out = []
     chosen = max(runs, key=lambda r: (r.val_accuracy, -r.seed))  # by validation, never test
     for r in runs:
@@ -75,10 +75,11 @@ def score(runs: list[FinalRun], data: Data, model_path: Path | None = None) -> d
                     "per_class_accuracy": m["per_class_accuracy"],
                     "confusion_matrix": m["confusion_matrix"]})
         if r is chosen and model_path is not None:
-            save_model(model, model_path, data.class_names, export=True)
+            os.replace(r.model, model_path)  # the very file scored: a rename in the final folder
+            write_json(model_path.with_name("classes.json"), list(data.class_names))
+            export_savedmodel(model, model_path)
             save_mistakes(model_path.with_name("misclassified.npz"), data, probs)
-        r.model.unlink()
-        r.model.with_name("classes.json").unlink(missing_ok=True)
+        r.drop_model()
         del model
     acc = np.array([r["test_accuracy"] for r in out])
     best = next(r for r in out if r["seed"] == chosen.seed)
