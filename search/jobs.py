@@ -261,13 +261,12 @@ def confirm_and_finalize(study, runner, opts: SearchOptions, data) -> dict:
     from search.tuning.study import finalize
 
     folder = new_final_dir(opts.study_dir)  # published only once complete
-    pick, kept = None, Kept(folder / "pick")
+    pick, kept = None, Kept(folder / "pick", seeds=opts.retrain_seeds - 1)
     if opts.confirm_top and opts.confirm_seeds:
         trials = candidates(study, opts.confirm_top)
         print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
               "(validation only) before the pick")
-        values = rerun(trials, runner, opts.confirm_seeds, kept=kept,
-                       keep_seeds=opts.retrain_seeds - 1)
+        values = rerun(trials, runner, opts.confirm_seeds, kept=kept)
         seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
         pick = choose(values, seed)
         print(pick.line())

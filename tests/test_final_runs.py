@@ -104,9 +104,8 @@ def test_the_retrain_takes_the_pick_s_runs_and_trains_only_the_seeds_it_lacks(tm
     seed_recipe, best = TrainConfig(head_lr=0.004), TrainConfig(head_lr=0.005)
     study = study_of([(seed_recipe, 0.4), (best, 0.5)])
     folder = tmp_path / "final" / "run"
-    runner, kept = Stub(data), Kept(folder / "pick")
-    values = rerun(study.trials, runner, seeds=2, log=lambda *_: None, kept=kept,
-                   keep_seeds=2)
+    runner, kept = Stub(data), Kept(folder / "pick", seeds=2)
+    values = rerun(study.trials, runner, seeds=2, log=lambda *_: None, kept=kept)
     assert values == {0: [0.4, 0.401, 0.402], 1: [0.5, 0.501, 0.502]}
     assert set(kept.runs) == {(0, 1), (0, 2), (1, 1), (1, 2)}
     assert len(runner.runs) == 4 and all(k for *_, k in runner.runs)
@@ -142,9 +141,8 @@ def test_the_seed_recipe_as_the_winner_is_taken_twice_and_a_diverged_retrain_is_
     seed_recipe = TrainConfig(head_lr=0.004)
     study = study_of([(seed_recipe, 0.4)])
     folder = tmp_path / "final" / "run"
-    runner, kept = Stub(data), Kept(folder / "pick")
-    rerun(study.trials, runner, seeds=1, log=lambda *_: None, kept=kept,
-          keep_seeds=1)
+    runner, kept = Stub(data), Kept(folder / "pick", seeds=1)
+    rerun(study.trials, runner, seeds=1, log=lambda *_: None, kept=kept)
     out = finalize_config("s", 0, 0.4, seed_recipe, data, tmp_path, runner, seeds=2,
                           log=lambda *_: None, baseline_config=seed_recipe, baseline_number=0,
                           folder=folder, kept=kept)

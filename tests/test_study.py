@@ -1,5 +1,6 @@
 """The search end to end on tiny data: states, steps, seed trial, resume, export, final, failures."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -248,10 +249,8 @@ def interrupt_when(cmd, ready, timeout=600):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=timeout)
     finally:
-        try:  # the search and any worker left behind
+        with contextlib.suppress(ProcessLookupError):  # the search and any worker left behind
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
     return proc.returncode, "".join(lines) + out, err
 

@@ -12,13 +12,10 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +64,8 @@ def save_model(model, path: Path, class_names) -> None:
 def export_savedmodel(model, path: Path) -> None:
     """A TensorFlow SavedModel of `model` beside `path` (<stem>_savedmodel/), for serving
     (tf.saved_model.load, TF Serving)."""
-    folder = path.with_name(f"{path.stem}_savedmodel")
-    tmp = path.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    model.export(str(tmp), verbose=False)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_path(path.with_name(f"{path.stem}_savedmodel")) as tmp:
+        model.export(str(tmp), verbose=False)
 
 
 # pyplot and matplotlib's text parser are not thread-safe: trials run side by side (--jobs, in

@@ -9,7 +9,7 @@ it again. The runs go side by side, one per worker of `--jobs`.
 
     run_and_keep(runner, config, run_dir)      one run, its folder written; None if it did not finish
     run_all(plans, runner, log)                several, side by side, in order of the plans
-    Kept(folder)                               the pick's kept runs under folder, by (trial, seed)
+    Kept(folder, seeds)                        the pick's kept runs under folder, by (trial, seed)
 """
 
 from __future__ import annotations
@@ -87,11 +87,13 @@ def run_all(plans: list[Plan], runner, log=print) -> list[FinalRun]:
 
 class Kept:
     """The pick's kept runs, in trial_<number>_seed_<seed>/ under `folder`, by (trial number,
-    seed). `run` trains one and keeps it; `take` moves one into a retrain's folder (copied when it
-    was taken before: the winner may be the seed recipe itself)."""
+    seed): those on a trial's first `seeds` further seeds, which a retrain on `seeds` + 1 seeds
+    would train again. `run` trains one and keeps it; `take` moves one into a retrain's folder
+    (copied when it was taken before: the winner may be the seed recipe itself)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, seeds: int):
         self.folder = folder
+        self.seeds = seeds
         self.runs: dict[tuple[int, int], FinalRun] = {}
         self._taken: dict[tuple[int, int], Path] = {}
 

@@ -67,20 +67,18 @@ def candidates(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return chosen
 
 
-def rerun(trials: list[FrozenTrial], runner, seeds: int, log=print, kept: Kept | None = None,
-          keep_seeds: int = 0) -> dict[int, list[float]]:
+def rerun(trials: list[FrozenTrial], runner, seeds: int, log=print,
+          kept: Kept | None = None) -> dict[int, list[float]]:
     """Each trial's val accuracy on its own seed (its value) and on `seeds` further seeds, run on
-    `runner` (several at once when it is a pool of workers).
-
-    With `kept`, the runs on the first `keep_seeds` further seeds (those a retrain on
-    `keep_seeds` + 1 seeds would train again) keep their folder and model there."""
+    `runner` (several at once when it is a pool of workers). With `kept`, the runs on the first
+    `kept.seeds` further seeds keep their folder and model there, for the retrain."""
     jobs = [(t, TrainConfig.from_dict(t.user_attrs["config"], source=f"trial {t.number}"), i)
             for t in trials for i in range(1, seeds + 1)]
 
     def one(job):
         t, config, i = job
         config = config.replace(seed=config.seed + i)
-        if kept is not None and i <= keep_seeds:
+        if kept is not None and i <= kept.seeds:
             run = kept.run(runner, config, t.number)
             value = run.val_accuracy if run is not None else float("nan")
         else:

@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from search.files import within
+from search.files import atomic_path, within
 from search.process import check_interrupt
 
 # Per-stage lists kept on every finished trial (Optuna user attrs, KerasTuner record.json), and
@@ -91,17 +91,8 @@ def _publish_by_pointer(study_dir: Path, folder: Path) -> None:
         src, dst = folder / name, study_dir / name
         if not src.exists():
             continue
-        tmp = dst.with_name(f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+        with atomic_path(dst) as tmp:
             shutil.copytree(src, tmp) if src.is_dir() else shutil.copy2(src, tmp)
-            if dst.is_dir() and not dst.is_symlink():
-                shutil.rmtree(dst)
-            os.replace(tmp, dst)
-        finally:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
 
 
 def _link(path: Path, target: str) -> None:
