@@ -118,13 +118,18 @@ def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
     assert f"trials {[t.number for t in killed]} lost their worker" in out
     study = optuna.load_study(study_name=name, storage=storage)
     after = {t.number: t for t in study.trials}
+    # A trial killed while it waited for its in-order view had no params yet; the rerun draws
+    # them. One that was training (there is one: the loop above waited for it) keeps its own.
+    assert any(t.intermediate_values for t in killed)
     for t in killed:
         assert after[t.number].state == TrialState.FAIL
         retries = [r for r in study.trials
                    if RetryHeartbeatStaleTrialCallback.retried_trial_number(r) == t.number]
         assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-        assert retries[0].params == t.params
-        assert "hits" in retries[0].user_attrs["cache"]  # the rerun read the cache A filled
+        if t.params:
+            assert retries[0].params == t.params
+        if t.intermediate_values:
+            assert "hits" in retries[0].user_attrs["cache"]  # the rerun read the cache A filled
     assert {n: after[n].value for n in before} == before  # no completed trial lost or changed
 
 
