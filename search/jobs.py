@@ -178,12 +178,13 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
               (f"; trial k drawn from trials 0..k-{lag} (in order: the same seed gives the same "
                "study)" if isinstance(study.sampler, InOrderSampler) else ""))
     objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,),
-                          watch=watch)
+                          watch=watch, keep_top=opts.keep_top())
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     test = None
     with closing_on_interrupt(runner):  # one set of workers for the trials, the pick, the retrain
         mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
-                   opts.max_failures, n_jobs=jobs, callbacks=[watch.trial_finished])
+                   opts.max_failures, n_jobs=jobs,
+                   callbacks=[objective.trial_finished, watch.trial_finished])
         check_outcome(study, mine)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = study.best_trial if done else None
@@ -254,14 +255,17 @@ def confirm_and_finalize(study, runner, opts: SearchOptions, data) -> dict:
     """The top trials and the seed recipe re-run on further seeds (validation only) on `runner`,
     and the pick by mean (search.tuning.pick; skipped when --confirm-top or --confirm-seeds is
     0; printed and kept on the study); then the pick retrained and tested on the same runner
-    (search.tuning.study.finalize), taking the re-runs of the seeds it retrains on."""
+    (search.tuning.study.finalize), taking the trials' own runs where they kept their model
+    (search.tuning.trial_models) and the re-runs of the seeds it retrains on."""
     from search.tuning.final_runs import Kept
     from search.tuning.pick import candidates, choose, rerun
     from search.tuning.records import new_final_dir
     from search.tuning.study import finalize
+    from search.tuning.trial_models import add_to
 
     folder = new_final_dir(opts.study_dir)  # published only once complete
     pick, kept = None, Kept(folder / "pick", seeds=opts.retrain_seeds - 1)
+    add_to(kept, study, opts.study_dir)  # the trials' own runs, where they kept their model
     if opts.confirm_top and opts.confirm_seeds:
         trials = candidates(study, opts.confirm_top)
         print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "

@@ -126,6 +126,11 @@ class SearchOptions(RunOptions):
     track: tuple[str, ...] = ()  # --track mlflow=URI / tensorboard=DIR (search.tracking)
     progress_every: float = 60.0  # seconds between progress lines when not on a terminal
 
+    def keep_top(self) -> int:
+        """How many of the best trials keep their model for the final step, which takes it
+        instead of training the trial's seed again: the pick's candidates, else the best."""
+        return self.confirm_top if self.confirm_top and self.confirm_seeds else 1
+
     def __post_init__(self) -> None:
         super().__post_init__()
         from search.tracking.callbacks import parse_track

@@ -117,7 +117,7 @@ def test_the_retrain_takes_the_pick_s_runs_and_trains_only_the_seeds_it_lacks(tm
     assert sorted(runner.runs[4:]) == [(0.004, 0, True), (0.005, 0, True)]
     assert out["seeds"] == [0, 1, 2] and out["seed_recipe"]["seeds"] == [0, 1, 2]
     assert out["val_accuracy"] == [0.5, 0.501, 0.502]
-    assert [r["reused_from_pick"] for r in out["runs"]] == [False, True, True]
+    assert [r["reused"] for r in out["runs"]] == [None, "pick", "pick"]
     assert out["saved_model_seed"] == 2  # the best validation accuracy, never test
     # Each model scored on the test set as it was kept: seed 2's model is the saved one.
     saved = keras.saving.load_model(tmp_path / "best_model.keras")

@@ -87,10 +87,12 @@ def test_trial_folders_and_final_outputs_are_written(searched):
     assert m["best_trial"] == m["pick"]["trial"] == load(searched).user_attrs["pick"]["trial"]
     best = done[m["best_trial"]]
     assert len(m["test_accuracy"]) == 2 and 0 <= m["test_accuracy_mean"] <= 1
-    # Seed 1 is the pick's re-run, taken as it was; seed 0 is trained again on the same workers
-    # and cache as the trial, and gives the trial's own value.
-    assert [r["reused_from_pick"] for r in m["runs"]] == [False, True]
+    # Nothing is trained after the pick: seed 0 is the trial's own run (it kept its model), seed 1
+    # the pick's re-run; no kept model is left behind in the trials' folders.
+    assert [r["reused"] for r in m["runs"]] == ["trial", "pick"]
     assert m["val_accuracy"] == [best.value, m["pick"]["values"][str(best.number)][1]]
+    assert not list(study_dir.glob("trials/*/model.keras"))
+    assert (study_dir / "trials" / f"{best.number:04d}" / "config.yaml").is_file()
     assert sum(map(sum, m["saved_model"]["confusion_matrix"])) == 40  # the whole test split
     assert TrainConfig.load(study_dir / "best_config.yaml").to_dict() == best.user_attrs["config"]
 
@@ -310,7 +312,7 @@ def test_sigint_in_a_trial_fails_it_keeps_completed_ones_and_resumes(tmp_path):
 def test_sigint_in_the_retrain_ends_non_zero_keeps_every_trial_and_publishes_nothing(tmp_path):
     write_tiny_folders(tmp_path / "data")
     cmd = [sys.executable, "run_search.py", "--trials", "2", "--pruner", "none", "--confirm-top", "0",
-           *common(tmp_path)]
+           "--retrain-seeds", "2", *common(tmp_path)]  # seed 0 is the trial's: seed 1 trains
     rc, out, err = interrupt_when(cmd, lambda line: line.startswith("retraining best with seed"))
     assert rc == 130 and "interrupted" in err, (out[-2000:], err[-2000:])
     trials = load(tmp_path).trials

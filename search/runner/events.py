@@ -32,6 +32,17 @@ class Finished:
     history: dict[str, list]  # one list per column of search.recipe.train's history
     stages: list[dict]  # StageRecord fields per stage
     cache: str | None = None  # the cache's hits and misses during the run
+    kept: bool = False  # its model was saved (the run's `keep`)
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Where a finished run's model is saved (a .keras file, classes.json beside it), and only
+    when its value is at least `above`: a trial keeps its model only if it may still be among
+    the top trials the final step re-uses, which it can tell at its start."""
+
+    path: str
+    above: float = float("-inf")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from search.process import note_interrupt
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
-from search.runner.events import Listener, Outcome
+from search.runner.events import Keep, Listener, Outcome
 from search.runner.worker import WorkerRunner, WorkerSpec
 
 MIB_PER_WORKER = 3072  # a worker on the cache at 32 px: networks, programs, batches (measured ~1.1 GiB)
@@ -107,7 +107,7 @@ class RunnerPool:
         return len(self.runners)
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
-            epoch_budget: int | None = None, keep: str | None = None) -> Outcome:
+            epoch_budget: int | None = None, keep: str | Keep | None = None) -> Outcome:
         runner = self._free.get()
         try:
             return runner.run(config, listen, epoch_budget, keep)

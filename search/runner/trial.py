@@ -3,8 +3,9 @@
 It owns what a process keeps between runs: its `Networks` (one network per structure with its
 compiled stage programs, and the weights bank) and its stage source (the cache, or the live
 recipe). `run(config, listen)` trains one config; every epoch end and stage end goes to
-`listen` as an event, whose True stops the run there; with `keep`, a finished run's model is
-saved at that path (a .keras file, with classes.json beside it). A run's results depend on its config alone,
+`listen` as an event, whose True stops the run there; with `keep` (a path, or a `Keep` with the
+least value worth keeping), a finished run's model is saved there (a .keras file, with
+classes.json beside it). A run's results depend on its config alone,
 not on the runs before it (tests/test_runner.py). search.runner.worker runs the same runner in a
 child process; a search backend drives either through the same `run`.
 """
@@ -23,7 +24,7 @@ from search.recipe.data import Data
 from search.recipe.network import Networks
 from search.recipe.run_dir import save_model
 from search.recipe.train import train
-from search.runner.events import Diverged, EpochEnd, Finished, Listener, Outcome, StageEnd, Stopped
+from search.runner.events import Diverged, EpochEnd, Finished, Keep, Listener, Outcome, StageEnd, Stopped
 
 
 class StopRequested(Exception):
@@ -67,7 +68,7 @@ class TrialRunner:
         self.runs = 0
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
-            epoch_budget: int | None = None, keep: str | None = None) -> Outcome:
+            epoch_budget: int | None = None, keep: str | Keep | None = None) -> Outcome:
         self.runs += 1
         before = self.cache.stats.copy() if self.cache is not None else None
         reporter = EventReporter(listen)
@@ -78,11 +79,13 @@ class TrialRunner:
             return Stopped(str(e), reporter.epochs)
         except DivergedError as e:
             return Diverged(str(e))
-        if keep is not None:
-            save_model(result.model, Path(keep), self.data.class_names)
+        keep = Keep(keep) if isinstance(keep, str) else keep
+        kept = keep is not None and float(result.val_accuracy) >= keep.above
+        if kept:
+            save_model(result.model, Path(keep.path), self.data.class_names)
         return Finished(float(result.val_accuracy), result.history.to_dict("list"),
                         [s.__dict__ for s in result.stages],
-                        self.cache.summary(before) if self.cache is not None else None)
+                        self.cache.summary(before) if self.cache is not None else None, kept)
 
     def stop(self) -> None:
         """Nothing to end: a Ctrl-C reaches the run in this process itself."""

@@ -22,7 +22,7 @@ from multiprocessing import resource_tracker
 
 from search.recipe.config import TrainConfig
 from search.recipe.data import Data
-from search.runner.events import EpochEnd, Failed, Listener, Outcome, RunFailed, StageEnd
+from search.runner.events import EpochEnd, Failed, Keep, Listener, Outcome, RunFailed, StageEnd
 
 STOPPED = "the search was interrupted: no trial starts after a Ctrl-C"
 
@@ -31,7 +31,7 @@ STOPPED = "the search was interrupted: no trial starts after a Ctrl-C"
 class Job:
     config: dict
     epoch_budget: int | None = None
-    keep: str | None = None  # where the finished run's model is saved (TrialRunner.run)
+    keep: str | Keep | None = None  # where the finished run's model is saved (TrialRunner.run)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class WorkerRunner:
         self.started += 1
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
-            epoch_budget: int | None = None, keep: str | None = None) -> Outcome:
+            epoch_budget: int | None = None, keep: str | Keep | None = None) -> Outcome:
         if self.stopped:
             raise RunFailed(STOPPED)
         if self.proc is not None and not self.proc.is_alive():  # died while idle (e.g. OOM)

@@ -7,7 +7,9 @@ optuna-integration's KerasPruningCallback does, for both units. What a trial lea
   user attrs  config (the full resolved TrainConfig), stage_seconds, stage_epochs, stage_best_val,
               epochs, run_dir, waited_s (before it was drawn), and failure (why a trial was
               pruned for divergence or failed)
-  files       <study dir>/trials/<number>/{config.yaml,command.txt,history.csv,curves.png}
+  files       <study dir>/trials/<number>/{config.yaml,command.txt,history.csv,curves.png}, and
+              model.keras while the trial may be used by the final step (keep_top;
+              search.tuning.trial_models: user attr "model")
   note        an optuna-dashboard note on every finished trial: outcome, and per stage the layers
               open, LR, epochs, seconds, best val accuracy and why it stopped
 """
@@ -15,6 +17,7 @@ optuna-integration's KerasPruningCallback does, for both units. What a trial lea
 from __future__ import annotations
 
 import math
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from search.files import write_atomic
 from search.recipe.run_dir import write_history, write_start
 from search.runner.events import Diverged, EpochEnd, StageEnd, Stopped
 from search.secrets import scrub
+from search.tuning import trial_models
 from search.tuning.in_order import PARAMS_SET, WAITED
 from search.tuning.optuna_space import suggest
 from search.tuning.pruning import STAGE_ENDS
@@ -56,18 +60,24 @@ def note(trial: optuna.Trial, outcome: str, stages: list[dict] | None = None,
         print(f"  (note not saved: {type(e).__name__}: {e})")
 class Objective:
     def __init__(self, space: Space, runner, study_dir: Path, argv: list[str] | None = None,
-                 report: str = "epoch", secrets: tuple[str, ...] = (), watch=None):
+                 report: str = "epoch", secrets: tuple[str, ...] = (), watch=None,
+                 keep_top: int = 0):
         """runner: what trains (search.runner: a TrialRunner in this process or a WorkerRunner).
         report: when the pruner is asked, "epoch" (at every epoch) or "stage" (at every stage
         end, search.tuning.pruning); either way every epoch's val accuracy is reported.
         watch: told of each trial's start and epochs (search.tracking.SearchCallback's
-        trial_started and epoch_ended), or None."""
+        trial_started and epoch_ended), or None.
+        keep_top: a trial keeps its model while it is among this many best (and the seed recipe
+        always), for the final step to take (search.tuning.trial_models); 0: none is kept.
+        `trial_finished` (an Optuna callback) deletes those that fall out."""
         if report not in ("epoch", "stage"):
             raise ValueError(f"report must be 'epoch' or 'stage', not {report!r}")
         self.space, self.runner, self.study_dir = space, runner, Path(study_dir)
         self.argv, self.report = argv, report
         self.secrets = secrets  # storage URLs whose passwords no note or attribute may hold
         self.watch = watch
+        self.keep_top = keep_top
+        self._dropping = threading.Lock()  # with --jobs, trials end in several threads
 
     def listener(self, trial: optuna.Trial, rows: list[dict]):
         """The one pruning path: every event of the run, in this process or from a worker.
@@ -109,7 +119,8 @@ class Objective:
             self.watch.trial_started(trial.number, values)
         rows: list[dict] = []
         try:
-            outcome = self.runner.run(config, self.listener(trial, rows))
+            outcome = self.runner.run(config, self.listener(trial, rows),
+                                      keep=trial_models.trial_keep(trial, run_dir, self.keep_top))
         except Exception as e:
             why = scrub(f"{type(e).__name__}: {e}", *self.secrets)[:1000]
             trial.set_user_attr("failure", why)
@@ -140,7 +151,15 @@ class Objective:
             raise optuna.TrialPruned("no finite validation accuracy")
         note(trial, f"**complete**: best val accuracy {outcome.value:.4f}", stages=outcome.stages)
         self._upload(trial, run_dir)
+        if outcome.kept:
+            trial_models.record(trial, run_dir)
         return outcome.value
+
+    def trial_finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """An Optuna callback: the kept models of trials no longer among the top deleted."""
+        if self.keep_top:
+            with self._dropping:
+                trial_models.drop_outside(study, self.study_dir, self.keep_top)
 
     def _upload(self, trial: optuna.Trial, run_dir: Path) -> None:
         """The trial's curves and history as Optuna artifacts (while it runs: Optuna attaches

@@ -39,17 +39,20 @@ MISTAKES = 32  # test mistakes kept for the report
 def retrain_runs(jobs: list[tuple[str, TrainConfig, int | None]], seeds: int, out_dir: Path,
                  runner, kept: Kept | None = None, log=print) -> dict[str, list[FinalRun]]:
     """Each (label, config, trial number) on seeds config.seed .. +seeds-1, in <label>_seed_<s>/:
-    the pick's run of that trial and seed when `kept` has it, else a run on `runner` (side by
-    side on its workers). By label, in seed order."""
+    the trial's own run or the pick's of that trial and seed when `kept` has it, else a run on
+    `runner` (side by side on its workers). By label, in seed order."""
     plans, runs = [], {}
     for label, config, number in jobs:
         for i in range(seeds):
             cfg = config.replace(seed=config.seed + i)
             run_dir = out_dir / f"{label}_seed_{cfg.seed}"
+            run = None
             if kept is not None and number is not None and (number, cfg.seed) in kept:
-                runs[label, cfg.seed] = kept.take((number, cfg.seed), run_dir)
-                log(f"{label} on seed {cfg.seed}: the pick's run, kept (val accuracy "
-                    f"{runs[label, cfg.seed].val_accuracy:.4f})")
+                run = kept.take((number, cfg.seed), run_dir)  # None: taken by another finalize
+            if run is not None:
+                runs[label, cfg.seed] = run
+                log(f"{label} on seed {cfg.seed}: the {run.reused}'s run, kept (val accuracy "
+                    f"{run.val_accuracy:.4f})")
             else:
                 plans.append(Plan(label, cfg, run_dir,
                                   f"retraining {label} with seed {cfg.seed} ({i + 1}/{seeds})"))
@@ -71,7 +74,7 @@ def score(runs: list[FinalRun], data: Data, model_path: Path | None = None) -> d
         probs = predict_probs(model, data.x_test)
         m = metrics(np.asarray(data.y_test), probs.argmax(axis=1), data.class_names)
         out.append({"seed": r.seed, "val_accuracy": r.val_accuracy, "test_accuracy": m["accuracy"],
-                    "seconds": round(r.seconds, 1), "reused_from_pick": r.reused,
+                    "seconds": round(r.seconds, 1), "reused": r.reused,
                     "per_class_accuracy": m["per_class_accuracy"],
                     "confusion_matrix": m["confusion_matrix"]})
         if r is chosen and model_path is not None:
