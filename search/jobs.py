@@ -181,7 +181,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
                           watch=watch, keep_top=opts.keep_top())
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
     test = None
-    with closing_on_interrupt(runner):  # one set of workers for the trials, the pick, the retrain
+    with closing_on_interrupt(runner):  # one runner for the trials, the pick, the retrain
         mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
                    opts.max_failures, n_jobs=jobs,
                    callbacks=[objective.trial_finished, watch.trial_finished])
@@ -193,6 +193,10 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
         else:
             print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
         if not opts.no_final and best is not None:
+            # Fresh workers for the final step: what a worker grew to over the trials (the
+            # programs of every structure it traced) is freed, and a fresh one runs a deep
+            # config no slower (docs/benchmarks.md, "Warm workers against fresh ones").
+            runner.close()
             test = confirm_and_finalize(study, runner, opts, data)
             watch.search_finalized(test, _final_files(study_dir))
     if not opts.no_final:

@@ -44,7 +44,7 @@ class RunOptions:
     no_cache: bool = False
     aug_views: int = 4
     cache_dir: str | None = None  # default <results_dir>/cache; "none": memory only
-    cache_mem: float = 4096.0
+    cache_mem: float = 0.0  # MiB of newly computed entries held in memory (0: mapped from disk)
     cache_dtype: str = "float32"
     xla: bool = False
     sets: tuple[str, ...] = ()  # --set KEY=VALUE: config keys, validated as a config file's

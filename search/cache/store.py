@@ -12,10 +12,12 @@ seeded per view), pushed through the prefix once; each epoch draws one view per 
 Store: in memory, and on disk under `directory` when given (one folder per entry, written under a
 temporary name and renamed, so a partial entry is never read). Entries read from disk are
 memory-mapped (no copy: a trial's child process starts in a fraction of a second and all processes
-share one copy in the OS page cache); entries computed here are held in memory up to
-`mem_limit_mb` and mapped from disk beyond it. The key covers the data's content, the weights (file hash
-or 'imagenet'), image size, boundary layer names, view index and augmentation settings, dtype and
-library versions.
+share one copy in the OS page cache); entries computed here are written, then held in memory up
+to `mem_limit_mb` and mapped from disk beyond it. The default is 0 (all mapped): a copy held here
+only doubles the page cache's, for no speed (docs/benchmarks.md, "The cache held in memory against
+mapped"). Without a directory every entry is held in memory. The key covers the data's content,
+the weights (file hash or 'imagenet'), image size, boundary layer names, view index and
+augmentation settings, dtype and library versions.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class CacheStats:
 
 
 class FeatureCache:
-    def __init__(self, directory: str | Path | None = None, mem_limit_mb: float = 4096,
+    def __init__(self, directory: str | Path | None = None, mem_limit_mb: float = 0,
                  views: int = 4, dtype: str = "float32", xla: bool = False):
         """xla: the stage programs that train on this cache compile with XLA (jit_compile); it
         changes how stages run, not what is cached (off by default: slower on 2-core CPUs,

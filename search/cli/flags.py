@@ -36,8 +36,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
                    "(default: <results-dir>/cache; 'none' keeps it in memory only)")
     g.add_argument("--cache-mem", type=float, default=RunOptions.cache_mem,
                    help="MiB of newly computed cache held in memory, split between the --jobs "
-                        "workers (default 4096); beyond it, and whenever read back from disk, "
-                        "entries are memory-mapped")
+                        "workers (default 0: written, then memory-mapped from disk like every "
+                        "entry read back, one copy in the OS page cache for all workers)")
     g.add_argument("--cache-dtype", choices=("float32", "float16"), default=RunOptions.cache_dtype,
                    help="storage type of cached tensors (default float32)")
     g.add_argument("--xla", action="store_true", help="compile the cached stages' train and test "
