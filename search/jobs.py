@@ -194,8 +194,8 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
             print(f"best: trial {best.number} val_accuracy {best.value:.4f} {best.params}")
         if not opts.no_final and best is not None:
             # Fresh workers for the final step: what a worker grew to over the trials (the
-            # programs of every structure it traced) is freed, and a fresh one runs a deep
-            # config no slower (docs/benchmarks.md, "Warm workers against fresh ones").
+            # programs of every structure it traced) is freed, for a few seconds of start-up
+            # (docs/benchmarks.md, "warm workers against fresh").
             runner.close()
             test = confirm_and_finalize(study, runner, opts, data)
             watch.search_finalized(test, _final_files(study_dir))
