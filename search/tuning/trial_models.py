@@ -23,13 +23,13 @@ too; on another machine (a shared PostgreSQL study) the file is not there, and t
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.cache.store import file_hash
 from search.errors import UserError
 from search.recipe.config import TrainConfig
 from search.runner.events import Keep
@@ -37,7 +37,8 @@ from search.tuning.final_runs import CLASSES, MODEL, FinalRun, Kept
 from search.tuning.pick import candidates
 from search.tuning.records import trial_dir
 
-ATTR = "model"  # {"sha256": the kept file's}; the file is always <trial folder>/model.keras
+# {"sha256": the kept file's (search.cache.store.file_hash)}; the file is <trial folder>/model.keras
+ATTR = "model"
 
 
 def trial_keep(trial: optuna.Trial, run_dir: Path, top: int) -> Keep | None:
@@ -53,16 +54,8 @@ def trial_keep(trial: optuna.Trial, run_dir: Path, top: int) -> Keep | None:
     return Keep(str(run_dir / MODEL), above)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def record(trial: optuna.Trial, run_dir: Path) -> None:
-    trial.set_user_attr(ATTR, {"sha256": _sha256(run_dir / MODEL)})
+    trial.set_user_attr(ATTR, {"sha256": file_hash(run_dir / MODEL)})
 
 
 def _path(study_dir: Path, t: FrozenTrial) -> Path | None:
@@ -97,7 +90,7 @@ def add_to(kept: Kept, study: optuna.Study, study_dir: Path) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         path = _path(study_dir, t)
         try:
-            if path is None or _sha256(path) != t.user_attrs[ATTR].get("sha256"):
+            if path is None or file_hash(path) != t.user_attrs[ATTR].get("sha256"):
                 continue
         except FileNotFoundError:  # taken the moment before by another finalize
             continue
