@@ -97,17 +97,20 @@ def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
     trial A was running FAIL, reruns each once and keeps every completed one."""
     pinned = ("--heartbeat", "5", "--sampler-seed", "0")  # the minimum; the same trials every run
     a = worker(tmp_path, data_dir, storage, name, 4, *pinned)
-    deadline = time.time() + 300
-    while True:
+    deadline, study = time.time() + 300, None
+    while True:  # tiny trials: the window is an epoch or two, so one storage, polled often
         assert time.time() < deadline and a.poll() is None, "worker A ended before the kill"
-        try:
-            trials = optuna.load_study(study_name=name, storage=storage).trials
-        except Exception:  # no database file or study yet
-            trials = []
+        if study is None:
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except Exception:  # no database file or study yet
+                time.sleep(0.3)
+                continue
+        trials = study.get_trials(deepcopy=False)
         running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
         if running and any(t.state == TrialState.COMPLETE for t in trials):
             break
-        time.sleep(0.3)
+        time.sleep(0.05)
     os.killpg(a.pid, signal.SIGKILL)
     a.communicate()
     trials = optuna.load_study(study_name=name, storage=storage).trials  # as A left them
