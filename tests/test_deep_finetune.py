@@ -16,8 +16,8 @@ from search.recipe.config import SEED_CONFIG
 
 # Two stages of 40 layers (conv5, then into conv4), at rates low enough that the gain does not
 # hang on the CPU's float order: at 5e-4 / 3e-4 the first stage's val fell from 0.43 to 0.25 on one
-# machine and the deep stages ended level with the head alone (docs/benchmarks.md, "The deep
-# fine-tuning guard on another CPU").
+# machine and the deep stages ended level with the head alone (docs/benchmarks.md, "The test
+# suite on a slow machine, and two tests that failed there").
 DEEP = {"head_epochs": 5, "unfreeze_step": 40, "unfreeze_depth": 80,
         "stage_lrs": [2.0e-4, 1.0e-4], "finetune_epochs": 4}
 
