@@ -97,20 +97,7 @@ def kill_mid_trial_then_resume(tmp_path, data_dir, storage, name):
     trial A was running FAIL, reruns each once and keeps every completed one."""
     pinned = ("--heartbeat", "5", "--sampler-seed", "0")  # the minimum; the same trials every run
     a = worker(tmp_path, data_dir, storage, name, 4, *pinned)
-    deadline, study = time.time() + 300, None
-    while True:  # tiny trials: the window is an epoch or two, so one storage, polled often
-        assert time.time() < deadline and a.poll() is None, "worker A ended before the kill"
-        if study is None:
-            try:
-                study = optuna.load_study(study_name=name, storage=storage)
-            except Exception:  # no database file or study yet
-                time.sleep(0.3)
-                continue
-        trials = study.get_trials(deepcopy=False)
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
-        if running and any(t.state == TrialState.COMPLETE for t in trials):
-            break
-        time.sleep(0.05)
+    running_trial(storage, name, completed=True, alive=a)
     os.killpg(a.pid, signal.SIGKILL)
     a.communicate()
     trials = optuna.load_study(study_name=name, storage=storage).trials  # as A left them
@@ -293,21 +280,25 @@ def test_jobs_in_order_give_the_same_study_on_every_run_of_the_same_seed(tmp_pat
     assert len({tuple(sorted(p.items())) for _, _, p, _ in runs["first"]}) == 7
 
 
-def running_trial(storage, name, deadline=300):
-    """Wait until a trial of the study is running and has reported an epoch; return it. A URL
-    becomes one storage here, so that a poll takes milliseconds, not a new engine's start."""
-    if isinstance(storage, str):
-        storage = optuna.storages.RDBStorage(storage)
-    end = time.time() + deadline
+def running_trial(storage, name, deadline=300, completed=False, alive=None):
+    """Wait until a trial of the study is running and has reported an epoch (with `completed`,
+    and another trial has completed); return it. `alive`: a worker that must still be running
+    meanwhile. The study is loaded once, then polled every 0.05 s: a poll takes milliseconds, not
+    a new engine's start, and tiny trials leave a window of an epoch or two."""
+    end, study = time.time() + deadline, None
     while time.time() < end:
-        try:
-            trials = optuna.load_study(study_name=name, storage=storage).trials
-        except Exception:  # no storage or study yet
-            trials = []
+        assert alive is None or alive.poll() is None, "the worker ended before the moment came"
+        if study is None:
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except Exception:  # no storage or study yet
+                time.sleep(0.3)
+                continue
+        trials = study.get_trials(deepcopy=False)
         running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
-        if running:
+        if running and (not completed or any(t.state == TrialState.COMPLETE for t in trials)):
             return running[0]
-        time.sleep(0.3)
+        time.sleep(0.05)
     pytest.fail("no trial started training")
 
 
