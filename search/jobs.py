@@ -177,14 +177,22 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
         print(f"{jobs} trials side by side, each in its own worker process" +
               (f"; trial k drawn from trials 0..k-{lag} (in order: the same seed gives the same "
                "study)" if isinstance(study.sampler, InOrderSampler) else ""))
-    objective = Objective(space, runner, study_dir, report=report_unit(opts.pruner), secrets=(url,),
-                          watch=watch, keep_top=opts.keep_top())
+    ahead = _pick_ahead(opts, runner, shared)
+    objective = Objective(space, runner if ahead is None else ahead.runner, study_dir,
+                          report=report_unit(opts.pruner), secrets=(url,), watch=watch,
+                          keep_top=opts.keep_top())
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    test = None
+    test = early = None
     with closing_on_interrupt(runner):  # one runner for the trials, the pick, the retrain
-        mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
-                   opts.max_failures, n_jobs=jobs,
-                   callbacks=[objective.trial_finished, watch.trial_finished])
+        try:
+            if ahead is not None:
+                ahead.start()
+            mine = run(study, objective, opts.trials, opts.timeout, opts.command(),
+                       opts.epoch_budget, opts.max_failures, n_jobs=jobs,
+                       callbacks=[objective.trial_finished, watch.trial_finished,
+                                  *([ahead.trial_ended] if ahead is not None else [])])
+        finally:
+            early = ahead.finish() if ahead is not None else None
         check_outcome(study, mine)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = study.best_trial if done else None
@@ -197,7 +205,7 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
             # programs of every structure it traced) is freed, for a few seconds of start-up
             # (docs/benchmarks.md, "warm workers against fresh").
             runner.close()
-            test = confirm_and_finalize(study, runner, opts, data)
+            test = confirm_and_finalize(study, runner, opts, data, early)
             watch.search_finalized(test, _final_files(study_dir))
     if not opts.no_final:
         print(f"report: {make_report(study, study_dir)}")
@@ -247,6 +255,23 @@ def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> 
                          best and best["number"], best and best["value"], test, time.time() - t0)
 
 
+def _pick_ahead(opts: SearchOptions, runner, shared: bool):
+    """The pick's re-runs on the workers the last trials leave idle (search.tuning.pick_ahead),
+    or None: without a pick, a trial count, several workers, or with a storage that other
+    processes' trials share (they may yet rank above)."""
+    from search.runner.pool import RunnerPool
+    from search.tuning.final_runs import Kept
+    from search.tuning.pick_ahead import PickAhead
+    from search.tuning.records import new_final_dir
+
+    if (opts.no_final or not (opts.confirm_top and opts.confirm_seeds) or not opts.trials
+            or shared or not isinstance(runner, RunnerPool)):
+        return None
+    return PickAhead(runner, opts.trials, opts.confirm_top, opts.confirm_seeds,
+                     lambda: Kept(new_final_dir(opts.study_dir) / "pick",
+                                  seeds=opts.retrain_seeds - 1))
+
+
 def search_runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int = 1):
     """The runner these options ask for (search.runner.pool.make_runner)."""
     from search.runner.pool import make_runner
@@ -255,28 +280,38 @@ def search_runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int 
                        max_runs=opts.worker_trials, log=print if opts.verbose else None, jobs=jobs)
 
 
-def confirm_and_finalize(study, runner, opts: SearchOptions, data) -> dict:
+def confirm_and_finalize(study, runner, opts: SearchOptions, data, early=None) -> dict:
     """The top trials and the seed recipe re-run on further seeds (validation only) on `runner`,
     and the pick by mean (search.tuning.pick; skipped when --confirm-top or --confirm-seeds is
     0; printed and kept on the study); then the pick retrained and tested on the same runner
     (search.tuning.study.finalize), taking the trials' own runs where they kept their model
-    (search.tuning.trial_models) and the re-runs of the seeds it retrains on."""
+    (search.tuning.trial_models) and the re-runs of the seeds it retrains on. `early`: the
+    re-runs made while the last trials ran (search.tuning.pick_ahead.Ahead), taken as they are."""
+    from dataclasses import replace
+
     from search.tuning.final_runs import Kept
     from search.tuning.pick import candidates, choose, rerun
     from search.tuning.records import new_final_dir
     from search.tuning.study import finalize
     from search.tuning.trial_models import add_to
 
-    folder = new_final_dir(opts.study_dir)  # published only once complete
-    pick, kept = None, Kept(folder / "pick", seeds=opts.retrain_seeds - 1)
+    done, kept = (early.done, early.kept) if early is not None else ({}, None)
+    if kept is None:
+        kept = Kept(new_final_dir(opts.study_dir) / "pick", seeds=opts.retrain_seeds - 1)
+    folder = kept.folder.parent  # published only once complete
+    pick = None
     add_to(kept, study, opts.study_dir)  # the trials' own runs, where they kept their model
     if opts.confirm_top and opts.confirm_seeds:
         trials = candidates(study, opts.confirm_top)
+        seed_of = {t.number: int(t.user_attrs["config"]["seed"]) for t in trials}
+        ahead = sorted([n, seed_of[n] + i] for n, i in done if n in seed_of)
         print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
-              "(validation only) before the pick")
-        values = rerun(trials, runner, opts.confirm_seeds, kept=kept)
+              "(validation only) before the pick" + (f"; {len(ahead)} of these "
+              f"{len(trials) * opts.confirm_seeds} runs were made while the last trials ran"
+              if ahead else ""))
+        values = rerun(trials, runner, opts.confirm_seeds, kept=kept, done=done)
         seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
-        pick = choose(values, seed)
+        pick = replace(choose(values, seed), ahead=ahead)
         print(pick.line())
         study.set_user_attr("pick", pick.to_dict())
     return finalize(study, data, opts.study_dir, runner, opts.retrain_seeds, opts.test_baseline,

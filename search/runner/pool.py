@@ -108,11 +108,21 @@ class RunnerPool:
 
     def run(self, config: TrainConfig, listen: Listener = lambda event: False,
             epoch_budget: int | None = None, keep: str | Keep | None = None) -> Outcome:
-        runner = self._free.get()
+        runner = self.take()
         try:
             return runner.run(config, listen, epoch_budget, keep)
         finally:
-            self._free.put(runner)
+            self.give(runner)
+
+    def take(self, block: bool = True):
+        """A free runner, lent until `give`; with block=False, None when none is free."""
+        try:
+            return self._free.get(block=block)
+        except queue.Empty:
+            return None
+
+    def give(self, runner) -> None:
+        self._free.put(runner)
 
     def stop(self) -> None:
         """End every worker at once (their runs fail) and refuse later runs (WorkerRunner.stop).
