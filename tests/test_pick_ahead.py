@@ -142,3 +142,22 @@ def test_finish_leaves_what_has_not_started_to_the_pick(tmp_path):
     early = ahead.finish()  # the trials ended early (a Ctrl-C, a stop): nothing was certain
     assert early.done == {} and early.kept is None
     assert len(pool._free.queue) == 2
+
+
+def test_a_re_run_that_fails_ahead_is_left_to_the_pick(tmp_path):
+    from search.runner.events import RunFailed
+
+    class Dies(Stub):  # the worker of the seed recipe's first re-run dies under it
+        def run(self, config, *args, **kwargs):
+            if number_of(config) == 0 and config.seed == 1:
+                raise RunFailed("the worker died")
+            return super().run(config, *args, **kwargs)
+
+    pool = RunnerPool([Dies({4: 2.0}), Dies({4: 2.0})])
+    logged = []
+    ahead = PickAhead(pool, len(VALUES), top=2, seeds=2,
+                      make_kept=lambda: Kept(tmp_path / "pick", seeds=0), log=logged.append)
+    study, early = search(pool, ahead)
+    assert (0, 1) not in early.done and (1, 1) in early.done
+    assert any("not run ahead (the worker died)" in line for line in logged)
+    assert len(pool._free.queue) == 2  # the worker was given back

@@ -65,6 +65,8 @@ def write_final(study_dir, rng):
     (study_dir / "test_metrics.json").write_text(json.dumps({
         "best_trial": 1, "test_accuracy": [0.61, 0.63], "test_accuracy_mean": 0.62,
         "test_accuracy_std": 0.014, "per_class_accuracy_mean": {n: 0.6 for n in NAMES},
+        "pick": {"trial": 1, "values": {"1": [0.7, 0.69], "0": [0.6, 0.61]}, "within_noise": False,
+                 "ahead": [[0, 1]]},
         "saved_model": {"accuracy": 0.62, "confusion_matrix": cm.tolist(), "class_names": NAMES}}))
     np.savez_compressed(study_dir / "misclassified.npz",
                         images=rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
@@ -108,6 +110,7 @@ def test_report_of_a_small_study_writes_every_file(tmp_path):
     assert len(refs) == len(SIZES) + 1 and all((out / r).is_file() for r in refs)
     assert "Not drawn" not in text
     assert "0.6200 ± 0.0140" in text and "seed recipe (trial 0)" in text
+    assert "(trial 1: 0.6950, trial 0: 0.6050). 1 of the re-runs ran while the last trials" in text
     table = pd.read_csv(out / "trials.csv")
     assert list(table["number"]) == list(range(6))
     assert list(table["state"]) == ["COMPLETE"] * 4 + ["PRUNED", "FAIL"]

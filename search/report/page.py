@@ -216,8 +216,10 @@ def _test_section(study: optuna.Study, study_dir: Path) -> list[str]:
     if "pick" in m:
         p = m["pick"]
         runs = ", ".join(f"trial {k}: {sum(v) / len(v):.4f}" for k, v in p["values"].items())
+        ahead = (f" {len(p['ahead'])} of the re-runs ran while the last trials did, on workers "
+                 "they left idle." if p.get("ahead") else "")
         out.append(f"<p>Picked before the test, by mean validation accuracy over "
-                   f"{len(p['values'][str(p['trial'])])} seeds ({html.escape(runs)}).</p>")
+                   f"{len(p['values'][str(p['trial'])])} seeds ({html.escape(runs)}).{ahead}</p>")
         if p.get("within_noise"):
             out.append(f"<p class=\"absent\">The pick's margin over the seed recipe "
                        f"({p['margin']:+.4f}) is within their seed spread ({p['spread']:.4f}): "

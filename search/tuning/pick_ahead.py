@@ -133,10 +133,10 @@ class PickAhead:
             try:
                 value = rerun_one(runner, trial, i, kept=kept, log=self.log,
                                   note=" (while the last trials ran)")
-            except Exception as e:  # a stopped or dead worker: the pick runs it again
-                self.log(f"  trial {trial.number} on seed + {i}: not run ahead ({e}); the pick "
-                         "runs it")
-                continue
+            except Exception as e:  # a stopped (Ctrl-C) or dead worker: this thread ends,
+                # and the pick, if it comes, runs the re-run again
+                self.log(f"  trial {trial.number} on seed + {i}: not run ahead ({e})")
+                return
             finally:
                 self.pool.give(runner)
             with self._cond:
