@@ -9,6 +9,7 @@ call them too and get their results back as values.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,17 +183,13 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
                           report=report_unit(opts.pruner), secrets=(url,), watch=watch,
                           keep_top=opts.keep_top())
     study.set_user_attr("cache_depth", space.max_depth())  # finalize reuses the trials' cache
-    test = early = None
-    with closing_on_interrupt(runner):  # one runner for the trials, the pick, the retrain
-        try:
-            if ahead is not None:
-                ahead.start()
-            mine = run(study, objective, opts.trials, opts.timeout, opts.command(),
-                       opts.epoch_budget, opts.max_failures, n_jobs=jobs,
-                       callbacks=[objective.trial_finished, watch.trial_finished,
-                                  *([ahead.trial_ended] if ahead is not None else [])])
-        finally:
-            early = ahead.finish() if ahead is not None else None
+    test = None
+    with closing_on_interrupt(runner), _running(ahead):  # one runner for the trials, the pick,
+        # the retrain; the pick's re-runs start on it while the last trials run
+        mine = run(study, objective, opts.trials, opts.timeout, opts.command(), opts.epoch_budget,
+                   opts.max_failures, n_jobs=jobs,
+                   callbacks=[objective.trial_finished, watch.trial_finished,
+                              *([ahead.trial_ended] if ahead is not None else [])])
         check_outcome(study, mine)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         best = study.best_trial if done else None
@@ -203,9 +200,10 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
         if not opts.no_final and best is not None:
             # Fresh workers for the final step: what a worker grew to over the trials (the
             # programs of every structure it traced) is freed, for a few seconds of start-up
-            # (docs/benchmarks.md, "warm workers against fresh").
-            runner.close()
-            test = confirm_and_finalize(study, runner, opts, data, early)
+            # (docs/benchmarks.md, "warm workers against fresh"); a worker still in one of the
+            # pick's re-runs is renewed when it ends.
+            runner.renew() if ahead is not None else runner.close()
+            test = confirm_and_finalize(study, runner, opts, data, ahead)
             watch.search_finalized(test, _final_files(study_dir))
     if not opts.no_final:
         print(f"report: {make_report(study, study_dir)}")
@@ -255,6 +253,19 @@ def _search_keras_tuner(opts: SearchOptions, space, source, data, t0: float) -> 
                          best and best["number"], best and best["value"], test, time.time() - t0)
 
 
+@contextmanager
+def _running(ahead):
+    """`ahead`'s threads for the block (search.tuning.pick_ahead), ended with it."""
+    if ahead is None:
+        yield
+        return
+    ahead.start()
+    try:
+        yield
+    finally:
+        ahead.finish()
+
+
 def _pick_ahead(opts: SearchOptions, runner, shared: bool):
     """The pick's re-runs on the workers the last trials leave idle (search.tuning.pick_ahead),
     or None: without a pick, a trial count, several workers, or with a storage that other
@@ -280,13 +291,13 @@ def search_runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int 
                        max_runs=opts.worker_trials, log=print if opts.verbose else None, jobs=jobs)
 
 
-def confirm_and_finalize(study, runner, opts: SearchOptions, data, early=None) -> dict:
+def confirm_and_finalize(study, runner, opts: SearchOptions, data, ahead=None) -> dict:
     """The top trials and the seed recipe re-run on further seeds (validation only) on `runner`,
     and the pick by mean (search.tuning.pick; skipped when --confirm-top or --confirm-seeds is
     0; printed and kept on the study); then the pick retrained and tested on the same runner
     (search.tuning.study.finalize), taking the trials' own runs where they kept their model
-    (search.tuning.trial_models) and the re-runs of the seeds it retrains on. `early`: the
-    re-runs made while the last trials ran (search.tuning.pick_ahead.Ahead), taken as they are."""
+    (search.tuning.trial_models) and the re-runs of the seeds it retrains on. `ahead`: the
+    PickAhead that began the re-runs while the last trials ran; it runs the rest as well."""
     from dataclasses import replace
 
     from search.tuning.final_runs import Kept
@@ -295,23 +306,26 @@ def confirm_and_finalize(study, runner, opts: SearchOptions, data, early=None) -
     from search.tuning.study import finalize
     from search.tuning.trial_models import add_to
 
-    done, kept = (early.done, early.kept) if early is not None else ({}, None)
+    confirm = bool(opts.confirm_top and opts.confirm_seeds)
+    trials = candidates(study, opts.confirm_top) if confirm else []
+    if confirm:
+        print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
+              "(validation only) before the pick")
+    early = ahead.run_rest(trials) if ahead is not None and confirm else None
+    kept = early.kept if early is not None else None
     if kept is None:
         kept = Kept(new_final_dir(opts.study_dir) / "pick", seeds=opts.retrain_seeds - 1)
     folder = kept.folder.parent  # published only once complete
     pick = None
     add_to(kept, study, opts.study_dir)  # the trials' own runs, where they kept their model
-    if opts.confirm_top and opts.confirm_seeds:
-        trials = candidates(study, opts.confirm_top)
+    if confirm:
+        values = rerun(trials, runner, opts.confirm_seeds, kept=kept,
+                       done=early.done if early is not None else None)  # what is missing
         seed_of = {t.number: int(t.user_attrs["config"]["seed"]) for t in trials}
-        ahead = sorted([n, seed_of[n] + i] for n, i in done if n in seed_of)
-        print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
-              "(validation only) before the pick" + (f"; {len(ahead)} of these "
-              f"{len(trials) * opts.confirm_seeds} runs were made while the last trials ran"
-              if ahead else ""))
-        values = rerun(trials, runner, opts.confirm_seeds, kept=kept, done=done)
+        before = sorted([n, seed_of[n] + i] for n, i in (early.early if early else ())
+                        if n in seed_of)
         seed = next((t.number for t in trials if t.user_attrs.get("seed_recipe")), None)
-        pick = replace(choose(values, seed), ahead=ahead)
+        pick = replace(choose(values, seed), ahead=before)
         print(pick.line())
         study.set_user_attr("pick", pick.to_dict())
     return finalize(study, data, opts.study_dir, runner, opts.retrain_seeds, opts.test_baseline,

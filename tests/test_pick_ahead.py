@@ -11,7 +11,7 @@ from search.recipe.config import TrainConfig
 from search.runner.events import Finished
 from search.runner.pool import RunnerPool
 from search.tuning.final_runs import Kept
-from search.tuning.pick import certain, choose, rerun
+from search.tuning.pick import candidates, certain, choose, rerun
 from search.tuning.pick_ahead import PickAhead
 
 VALUES = [0.50, 0.70, 0.60, 0.65, 0.90]  # trial k's value on its own seed; trial 0: the seed recipe
@@ -29,13 +29,16 @@ class Stub:
     """A worker: a config's value depends on the config and its seed alone."""
 
     def __init__(self, seconds):
-        self.seconds = seconds  # trial number -> how long its runs take
+        self.seconds = seconds  # trial number, or (number, seed) -> how long its runs take
         self.runs: list[tuple[int, int]] = []
+        self.times: dict[tuple[int, int], tuple[float, float]] = {}  # start, end
 
     def run(self, config, listen=lambda e: False, epoch_budget=None, keep=None):
         k = number_of(config)
         self.runs.append((k, config.seed))
-        time.sleep(self.seconds.get(k, 0.02))
+        t0 = time.monotonic()
+        time.sleep(self.seconds.get((k, config.seed), self.seconds.get(k, 0.02)))
+        self.times[k, config.seed] = (t0, time.monotonic())
         return Finished(VALUES[k] + 0.01 * config.seed, {}, [])
 
 
@@ -50,9 +53,10 @@ class Watched(RunnerPool):
         return super().take(block)
 
 
-def search(pool, ahead, before=lambda k: None):
+def search(pool, ahead, before=lambda k: None, rest=None):
     """5 trials of VALUES, 2 or 3 at a time, through `ahead.runner`; `before(k)` runs in trial k's
-    objective before its run (as a trial's wait for its in-order view)."""
+    objective before its run (as a trial's wait for its in-order view). Then the re-runs of the
+    `rest` best candidates (run_rest), else none (finish)."""
     study = optuna.create_study(direction="maximize")
     for k in range(len(VALUES)):
         study.enqueue_trial({"k": k}, user_attrs={"seed_recipe": True} if k == 0 else {})
@@ -67,6 +71,8 @@ def search(pool, ahead, before=lambda k: None):
     try:
         study.optimize(objective, n_trials=len(VALUES), n_jobs=len(pool),
                        callbacks=[ahead.trial_ended])
+        if rest:
+            return study, ahead.run_rest(candidates(study, rest))
     finally:
         early = ahead.finish()
     return study, early
@@ -95,20 +101,39 @@ def test_the_idle_worker_runs_the_certain_re_runs_and_the_pick_is_the_same(tmp_p
         return Kept(tmp_path / "pick", seeds=0)  # values only: nothing kept
 
     ahead = PickAhead(pool, len(VALUES), top=2, seeds=2, make_kept=make_kept, log=lambda *_: None)
-    study, early = search(pool, ahead)
+    study, early = search(pool, ahead, rest=2)
     # While trial 4 ran, the certain candidates were the best of trials 0-3 (trial 1) and the seed
     # recipe (trial 0); nothing else may run ahead, and the 2 s trial leaves time for all four.
-    assert set(early.done) == {(1, 1), (1, 2), (0, 1), (0, 2)}
+    assert early.early == {(1, 1), (1, 2), (0, 1), (0, 2)}
+    assert set(early.done) == early.early | {(4, 1), (4, 2)}  # then the rest
     assert early.done[1, 2] == pytest.approx(0.72) and early.done[0, 1] == pytest.approx(0.51)
     assert made == [1] and early.kept is not None
     assert pool.waited == 0
-    # The pick takes them and runs the rest: trial 4's two seeds only.
-    trials = [t for t in study.trials if t.number in (4, 1, 0)]
+    # The pick takes them all and runs nothing; its values are those of a pick run afresh.
+    trials = candidates(study, 2)
     before = sum(len(s.runs) for s in stubs)
     values = rerun(trials, pool, 2, log=lambda *_: None, done=early.done)
-    assert sum(len(s.runs) for s in stubs) - before == 2
+    assert sum(len(s.runs) for s in stubs) == before == len(VALUES) + 6
     fresh = rerun(trials, RunnerPool([Stub({}), Stub({})]), 2, log=lambda *_: None)
     assert values == fresh and choose(values, 0) == choose(fresh, 0)
+
+
+def test_the_rest_starts_at_once_beside_a_re_run_still_going(tmp_path):
+    """Trial 4 ends while the seed recipe's first re-run (1 s) still goes on the other worker:
+    the rest of the pick starts on the freed worker then, not after that re-run."""
+    seconds = {4: 0.6, (0, 1): 1.0, (0, 2): 1.0}
+    stubs = [Stub(seconds), Stub(seconds)]
+    pool = RunnerPool(stubs)
+    ahead = PickAhead(pool, len(VALUES), top=2, seeds=2,
+                      make_kept=lambda: Kept(tmp_path / "pick", seeds=0), log=lambda *_: None)
+    study, early = search(pool, ahead, rest=2)
+    times = {k: v for s in stubs for k, v in s.times.items()}
+    assert (0, 1) in early.early and (4, 1) not in early.early
+    assert set(early.done) == {(n, i) for n in (4, 1, 0) for i in (1, 2)}
+    trial_4_end = times[4, 0][1]
+    assert times[0, 1][0] < trial_4_end < times[0, 1][1]  # it was going when the trials ended
+    first_of_rest = min(times[k][0] for k in ((4, 1), (4, 2), (0, 2)))
+    assert first_of_rest < times[0, 1][1] - 0.2
 
 
 def test_a_re_run_never_takes_a_worker_that_a_trial_is_about_to_ask_for(tmp_path):

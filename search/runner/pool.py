@@ -14,6 +14,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -102,6 +103,8 @@ class RunnerPool:
         self._free: queue.Queue = queue.Queue()
         for r in self.runners:
             self._free.put(r)
+        self._stale: set[int] = set()  # ids of runners to end before their next run (renew)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.runners)
@@ -117,12 +120,34 @@ class RunnerPool:
     def take(self, block: bool = True):
         """A free runner, lent until `give`; with block=False, None when none is free."""
         try:
-            return self._free.get(block=block)
+            runner = self._free.get(block=block)
         except queue.Empty:
             return None
+        self._end_if_stale(runner)
+        return runner
 
     def give(self, runner) -> None:
+        self._end_if_stale(runner)
         self._free.put(runner)
+
+    def renew(self) -> None:
+        """Fresh workers from here on: each ends now if free, else when its run ends, and its next
+        run starts a new one (what a worker grew to over the trials is freed; the pick's
+        re-runs started before, search.tuning.pick_ahead, go on meanwhile)."""
+        with self._lock:
+            self._stale = {id(r) for r in self.runners}
+        free = []
+        while (runner := self.take(block=False)) is not None:
+            free.append(runner)
+        for runner in free:
+            self._free.put(runner)
+
+    def _end_if_stale(self, runner) -> None:
+        with self._lock:
+            stale = id(runner) in self._stale
+            self._stale.discard(id(runner))
+        if stale:
+            runner.close()  # idle here: asked politely, the next run starts a fresh child
 
     def stop(self) -> None:
         """End every worker at once (their runs fail) and refuse later runs (WorkerRunner.stop).

@@ -1,4 +1,5 @@
-"""The pick's re-runs started while the last trials run, on the workers they leave idle.
+"""The pick's re-runs started while the last trials run, on the workers they leave idle, and
+then the rest of them, with no gap.
 
 With `--jobs N`, once every trial of the search has started, a worker whose trial ends has
 nothing to do until the last ones end: at the end of every study some worker idles for about half
@@ -10,18 +11,23 @@ their re-runs start here, on whichever worker is idle, and the pick takes their 
 models instead of running them again: the same pick, sooner.
 
 A worker counts as idle only when every trial of the search has ended or holds a worker of its
-own, so a re-run never takes a worker that a trial would wait for. What is running when the
-trials end runs to its end (`finish`); what has not started is left to the pick. A re-run that
-fails here (a stopped or dead worker) is left to the pick too. On a storage that other processes
-share, whose trials may still rank above, this is not used (search.jobs).
+own, so a re-run never takes a worker that a trial would wait for. When the trials end, the pick
+hands the rest of its re-runs to the same threads (`run_rest`): a re-run still going then is not
+waited for before the others start, so no worker idles behind it. A re-run that fails here (a
+stopped or dead worker) ends its thread and is left to the pick's own loop, which runs it again.
+On a storage that other processes share, whose trials may still rank above, this is not used
+(search.jobs).
 
     ahead = PickAhead(pool, trials, top, seeds, make_kept)
     ahead.runner            the pool as the trials see it: it counts the workers they hold
     ahead.trial_ended       an Optuna callback: counts ended trials, finds the certain candidates
                             (none once the last has ended: the pick takes over then)
     ahead.start()           one thread per worker, waiting for an idle one
-    ahead.finish()          -> Ahead: the values by (trial number, i) for seed + i, and the Kept
-                            that holds their runs (None when none ran)
+    ahead.run_rest(trials)  the trials ended: every re-run of these candidates not yet started
+                            too, and wait for all -> Ahead: the values by (trial number, i) for
+                            seed + i, the Kept that holds their runs (None when none ran), and
+                            which ran before the trials ended
+    ahead.finish()          no re-run starts from now on; those running end first (idempotent)
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from search.tuning.pick import certain, rerun_one
 class Ahead:
     done: dict[tuple[int, int], float]  # (trial number, i) -> val accuracy on seed + i
     kept: Kept | None  # where the runs on the first kept.seeds seeds are kept
+    early: frozenset[tuple[int, int]] = frozenset()  # those started before the trials ended
 
 
 class _Held:
@@ -80,6 +87,9 @@ class PickAhead:
         self._ended = 0  # trials of this search that ended (Optuna's callback)
         self._jobs: list[tuple[FrozenTrial, int]] = []  # certain re-runs, not started
         self._started: set[tuple[int, int]] = set()
+        self._early: frozenset[tuple[int, int]] = frozenset()  # started before run_rest
+        self._running = 0  # re-runs going now
+        self._final = False  # the trials have ended: every worker is idle when free
         self._done: dict[tuple[int, int], float] = {}
         self._kept: Kept | None = None
         self._stopped = False
@@ -89,6 +99,8 @@ class PickAhead:
         """An Optuna callback (after the trial is stored): once fewer trials are still to end than
         there are workers, the re-runs of the candidates certain by now."""
         with self._cond:
+            if self._final:  # run_rest has the jobs now
+                return
             self._ended += 1
             unended = self.trials - self._ended
             if unended <= 0:  # the trials are over: the pick takes it from here
@@ -104,7 +116,7 @@ class PickAhead:
 
     def _idle(self) -> bool:
         """Every trial of the search has ended or holds a worker (under the lock)."""
-        return self._ended + self._holding >= self.trials
+        return self._final or self._ended + self._holding >= self.trials
 
     def start(self) -> None:
         for _ in range(len(self.pool)):
@@ -121,6 +133,7 @@ class PickAhead:
                     if runner is not None:
                         trial, i = self._jobs.pop(0)
                         self._started.add((trial.number, i))
+                        self._running += 1
                         if self._kept is None:
                             self._kept = self.make_kept()
                         return trial, i, runner, self._kept
@@ -134,14 +147,34 @@ class PickAhead:
                 value = rerun_one(runner, trial, i, kept=kept, log=self.log,
                                   note=" (while the last trials ran)")
             except Exception as e:  # a stopped (Ctrl-C) or dead worker: this thread ends,
-                # and the pick, if it comes, runs the re-run again
+                # and the pick's own loop, if it comes, runs the re-run again
                 self.log(f"  trial {trial.number} on seed + {i}: not run ahead ({e})")
-                return
+                value = None
             finally:
                 self.pool.give(runner)
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
+            if value is None:
+                return
             with self._cond:
                 self._done[trial.number, i] = value
                 self._cond.notify_all()
+
+    def run_rest(self, trials: list[FrozenTrial]) -> Ahead:
+        """The trials have ended and `trials` are the pick's candidates: their re-runs not started
+        yet start on the same threads (several at once, whatever is still going), and this
+        returns once all have ended, or once no thread is left to run them (a worker failed:
+        the caller runs what is missing)."""
+        with self._cond:
+            self._early = frozenset(self._started)
+            self._final = True
+            self._jobs = [(t, i) for t in trials for i in range(1, self.seeds + 1)
+                          if (t.number, i) not in self._started]
+            self._cond.notify_all()
+            while (self._jobs or self._running) and any(t.is_alive() for t in self._threads):
+                self._cond.wait(self.poll)
+        return self.finish()
 
     def finish(self) -> Ahead:
         """No re-run starts from now on; those running end first. What ran, for the pick."""
@@ -151,4 +184,4 @@ class PickAhead:
         for thread in self._threads:
             thread.join()
         with self._cond:
-            return Ahead(dict(self._done), self._kept)
+            return Ahead(dict(self._done), self._kept, self._early)
