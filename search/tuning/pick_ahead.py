@@ -136,16 +136,16 @@ class PickAhead:
                         self._running += 1
                         if self._kept is None:
                             self._kept = self.make_kept()
-                        return trial, i, runner, self._kept
+                        return trial, i, runner, self._kept, self._final
                 self._cond.wait(self.poll)
             return None
 
     def _work(self) -> None:
         while (job := self._next()) is not None:
-            trial, i, runner, kept = job
+            trial, i, runner, kept, after = job
             try:
                 value = rerun_one(runner, trial, i, kept=kept, log=self.log,
-                                  note=" (while the last trials ran)")
+                                  note="" if after else " (while the last trials ran)")
             except Exception as e:  # a stopped (Ctrl-C) or dead worker: this thread ends,
                 # and the pick's own loop, if it comes, runs the re-run again
                 self.log(f"  trial {trial.number} on seed + {i}: not run ahead ({e})")
