@@ -202,7 +202,10 @@ def _search_optuna(opts: SearchOptions, space, source, data, t0: float,
             # programs of every structure it traced) is freed, for a few seconds of start-up
             # (docs/benchmarks.md, "warm workers against fresh"); a worker still in one of the
             # pick's re-runs is renewed when it ends.
-            runner.renew() if ahead is not None else runner.close()
+            if ahead is not None:
+                runner.renew()
+            else:
+                runner.close()
             test = confirm_and_finalize(study, runner, opts, data, ahead)
             watch.search_finalized(test, _final_files(study_dir))
     if not opts.no_final:
