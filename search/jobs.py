@@ -274,16 +274,22 @@ def _pick_ahead(opts: SearchOptions, runner, shared: bool):
     or None: without a pick, a trial count, several workers, or with a storage that other
     processes' trials share (they may yet rank above)."""
     from search.runner.pool import RunnerPool
-    from search.tuning.final_runs import Kept
     from search.tuning.pick_ahead import PickAhead
-    from search.tuning.records import new_final_dir
 
     if (opts.no_final or not (opts.confirm_top and opts.confirm_seeds) or not opts.trials
             or shared or not isinstance(runner, RunnerPool)):
         return None
     return PickAhead(runner, opts.trials, opts.confirm_top, opts.confirm_seeds,
-                     lambda: Kept(new_final_dir(opts.study_dir) / "pick",
-                                  seeds=opts.retrain_seeds - 1))
+                     lambda: _new_kept(opts))
+
+
+def _new_kept(opts: SearchOptions):
+    """Where the pick keeps its runs for the retrain: pick/ in a new final folder, published only
+    once complete (search.tuning.final_runs.Kept)."""
+    from search.tuning.final_runs import Kept
+    from search.tuning.records import new_final_dir
+
+    return Kept(new_final_dir(opts.study_dir) / "pick", seeds=opts.retrain_seeds - 1)
 
 
 def search_runner(opts: SearchOptions, data, cache, cache_depth: int, jobs: int = 1):
@@ -303,9 +309,7 @@ def confirm_and_finalize(study, runner, opts: SearchOptions, data, ahead=None) -
     PickAhead that began the re-runs while the last trials ran; it runs the rest as well."""
     from dataclasses import replace
 
-    from search.tuning.final_runs import Kept
     from search.tuning.pick import candidates, choose, rerun
-    from search.tuning.records import new_final_dir
     from search.tuning.study import finalize
     from search.tuning.trial_models import add_to
 
@@ -315,9 +319,7 @@ def confirm_and_finalize(study, runner, opts: SearchOptions, data, ahead=None) -
         print(f"re-running {len(trials)} candidates on {opts.confirm_seeds} more seed(s) each "
               "(validation only) before the pick")
     early = ahead.run_rest(trials) if ahead is not None and confirm else None
-    kept = early.kept if early is not None else None
-    if kept is None:
-        kept = Kept(new_final_dir(opts.study_dir) / "pick", seeds=opts.retrain_seeds - 1)
+    kept = (early.kept if early is not None else None) or _new_kept(opts)
     folder = kept.folder.parent  # published only once complete
     pick = None
     add_to(kept, study, opts.study_dir)  # the trials' own runs, where they kept their model
